@@ -1,0 +1,1 @@
+"""Tasks of the `api` queue; each module here is discovered automatically."""

@@ -1,0 +1,1 @@
+"""Tasks of the `cert` queue; each module here is discovered automatically."""

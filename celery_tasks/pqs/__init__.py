@@ -1,0 +1,1 @@
+"""Tasks of the `pqs` queue; each module here is discovered automatically."""

@@ -1,0 +1,1 @@
+"""The machinery shared by every site: Celery app factory, routing, checks, commands."""

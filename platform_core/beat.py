@@ -1,0 +1,74 @@
+"""django-celery-beat's database scheduler, with a Redis leader lock.
+
+Upstream has no guard against two beats (celery#2856, django-celery-beat#337): each
+would send every periodic task. Here only the beat that holds the lock sends; any
+other waits on standby and takes over when the holder stops refreshing it.
+"""
+
+import datetime
+import logging
+import os
+import socket
+
+import redis
+from django.conf import settings
+from django_celery_beat.schedulers import DatabaseScheduler
+from redis.exceptions import LockError
+
+logger = logging.getLogger(__name__)
+
+LEADER_KEY = "platform:beat:leader"
+LEADER_TTL_SECONDS = 30
+STANDBY_POLL_SECONDS = 5
+
+
+class SingleBeatScheduler(DatabaseScheduler):
+    def __init__(self, *args, **kwargs):
+        self._identity = f"{socket.gethostname()}:{os.getpid()}"
+        self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+        self._lock = self._redis.lock(
+            LEADER_KEY, timeout=LEADER_TTL_SECONDS, thread_local=False, blocking=False
+        )
+        self._leading = False
+        super().__init__(*args, **kwargs)
+
+    def _hold_leadership(self) -> bool:
+        try:
+            if self._leading:
+                self._lock.reacquire()
+                return True
+            if self._lock.acquire(token=self._identity.encode()):
+                logger.info("beat %s is now the active beat", self._identity)
+                self._leading = True
+                # Re-read the schedule: the previous leader may have changed last_run_at.
+                self._last_full_sync = datetime.datetime.min
+                return True
+        except LockError:
+            logger.warning("beat %s lost the leader lock; going to standby", self._identity)
+        except redis.RedisError as exc:
+            logger.warning("beat %s cannot reach Redis for the leader lock: %s", self._identity, exc)
+        self._leading = False
+        holder = self._current_holder()
+        logger.info("beat %s on standby; active beat: %s", self._identity, holder)
+        return False
+
+    def _current_holder(self) -> str:
+        try:
+            value = self._redis.get(LEADER_KEY)
+        except redis.RedisError:
+            return "unknown"
+        return value.decode() if value else "none"
+
+    def tick(self, *args, **kwargs):
+        if not self._hold_leadership():
+            return STANDBY_POLL_SECONDS
+        # Sleep less than the lock's TTL so it is refreshed in time.
+        return min(super().tick(*args, **kwargs), LEADER_TTL_SECONDS / 3)
+
+    def close(self):
+        if self._leading:
+            try:
+                self._lock.release()
+            except (LockError, redis.RedisError):
+                pass
+        super().close()

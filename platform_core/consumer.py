@@ -1,0 +1,69 @@
+"""The worker's consumer: bad messages get one clear log line, are counted, and dropped.
+
+Celery's own handlers log several lines with a body dump and a traceback for each
+bad message; an operator wants to know what was wrong, where, and that nothing else
+was affected.
+"""
+
+import logging
+
+from celery.exceptions import NotRegistered
+from celery.utils.collections import AttributeDict
+from celery.worker.consumer import Consumer
+
+from platform_core.rejections import count_rejection
+
+logger = logging.getLogger("platform_core.rejected")
+
+
+def _describe(message) -> str:
+    headers = message.headers or {}
+    return (
+        f"queue={message.delivery_info.get('routing_key') or '?'} "
+        f"task={headers.get('task', '?')} id={headers.get('id', '?')} "
+        f"content_type={message.content_type!r} bytes={len(message.body or b'')}"
+    )
+
+
+class PlatformConsumer(Consumer):
+    @property
+    def _queue(self) -> str:
+        return self.app.conf.task_default_queue
+
+    def _reject(self, message, reason: str, detail: str) -> None:
+        logger.error("Rejected message (%s): %s [%s]; discarded", reason, detail, _describe(message))
+        count_rejection(self._queue, reason)
+
+    def on_decode_error(self, message, exc):
+        self._reject(message, "undecodable", f"{type(exc).__name__}: {exc}")
+        message.ack()
+
+    def on_unknown_message(self, body, message):
+        self._reject(message, "not-a-task", "no task name in headers or body")
+        message.reject_log_error(logger, self.connection_errors)
+
+    def on_invalid_task(self, body, message, exc):
+        self._reject(message, "invalid", f"{type(exc).__name__}: {exc}")
+        message.reject_log_error(logger, self.connection_errors)
+
+    def on_unknown_task(self, body, message, exc):
+        headers = message.headers or {}
+        name, task_id = headers.get("task", "?"), headers.get("id")
+        self._reject(
+            message,
+            "unknown-task",
+            f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
+        )
+        message.reject_log_error(logger, self.connection_errors)
+        if task_id:
+            # The caller waiting on the result learns why, as with stock Celery.
+            request = AttributeDict(
+                name=name, chord=None, root_id=headers.get("root_id"), errbacks=None,
+                correlation_id=message.properties.get("correlation_id"),
+                reply_to=message.properties.get("reply_to"),
+            )
+            self.app.backend.mark_as_failure(task_id, NotRegistered(name), request=request)
+            if self.event_dispatcher:
+                self.event_dispatcher.send(
+                    "task-failed", uuid=task_id, exception=f"NotRegistered({name!r})"
+                )

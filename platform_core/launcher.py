@@ -1,0 +1,79 @@
+"""Starting Celery processes: preflight checks, then ``exec`` so signals reach Celery."""
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from django.conf import settings
+from django.core.management.base import CommandError
+
+WATCHED_PACKAGES = ("sites", "celery_tasks", "platform_core", "records")
+
+
+def redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def require_celery_on() -> None:
+    if not settings.USE_CELERY:
+        raise CommandError(
+            "USE_CELERY is off, so tasks run synchronously in the caller and a worker would "
+            "get nothing. Set USE_CELERY=1 to run workers."
+        )
+
+
+def wait_for_broker(wait_seconds: float) -> None:
+    """Fail with the setting to fix, instead of a traceback from deep inside kombu."""
+    url = settings.CELERY_BROKER_URL
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.ping()
+            return
+        except redis.AuthenticationError as exc:
+            raise CommandError(
+                f"The broker at {redacted(url)} refused our credentials ({exc}). "
+                "Fix the password in CELERY_BROKER_URL (or REDIS_URL)."
+            ) from None
+        except redis.RedisError as exc:
+            if time.monotonic() >= deadline:
+                raise CommandError(
+                    f"Cannot reach the broker at {redacted(url)}: {exc}. Start redis-server, "
+                    "or set CELERY_BROKER_URL (or REDIS_URL) to a reachable Redis."
+                ) from None
+            time.sleep(0.5)
+        finally:
+            client.close()
+
+
+def celery_argv(queue: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", f"sites.{queue}.celery_app:{queue}_app", *args]
+
+
+def exec_celery(argv: list[str], settings_module: str, *, reload: bool, extra_env=None):
+    """Replace this process with Celery (or with a reloader that runs Celery)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, **(extra_env or {})}
+    if reload:
+        root = Path(settings.BASE_DIR)
+        argv = [
+            sys.executable, "-m", "watchfiles",
+            "--filter", "python",
+            # Warm shutdown on change: running tasks get this long to finish.
+            "--sigint-timeout", "30",
+            shlex.join(argv),
+            *(str(root / package) for package in WATCHED_PACKAGES),
+        ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(argv[0], argv, env)

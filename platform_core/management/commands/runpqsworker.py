@@ -1,0 +1,5 @@
+from platform_core.worker_command import WorkerCommand
+
+
+class Command(WorkerCommand):
+    queue = "pqs"

@@ -1,0 +1,91 @@
+"""The platform's queues and the broker policy each one runs under.
+
+One queue per site plus ``long_running``. All share one Redis database (so Flower,
+``inspect`` and cross-site ``send_task`` see everything), but the long-running queue
+keeps its *own* unacked index in Redis with its own visibility timeout: kombu's
+redelivery clock is per index, and the shortest timeout sharing an index wins
+(kombu#337, celery#5935). See the README's architecture section.
+"""
+
+from dataclasses import dataclass
+
+SITES = ("cert", "green_door", "pqs", "api")
+LONG_RUNNING = "long_running"
+QUEUES = (*SITES, LONG_RUNNING)
+
+# Margin between the hard time limit (plus the longest allowed countdown) and the
+# moment Redis hands an unacknowledged message to another worker.
+REDELIVERY_MARGIN_SECONDS = 60
+# How often a worker sweeps its unacked index for messages of dead workers.
+RESTORE_SWEEP_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    queue: str
+    hard_time_limit: int  # seconds; the worker kills the task after this
+    max_countdown: int  # seconds; longest countdown/ETA accepted for this queue
+    prefetch_multiplier: int
+    unacked_key_prefix: str  # which unacked index in Redis this queue's workers use
+
+    @property
+    def soft_time_limit(self) -> int:
+        return max(1, int(self.hard_time_limit * 0.9))
+
+    @property
+    def visibility_timeout(self) -> int:
+        # A message is in the unacked index from delivery until ack: while it waits
+        # for its ETA and while it runs. Redelivery must come only after both.
+        return self.hard_time_limit + self.max_countdown + REDELIVERY_MARGIN_SECONDS
+
+    def transport_options(self) -> dict:
+        return {
+            "visibility_timeout": self.visibility_timeout,
+            "unacked_key": f"{self.unacked_key_prefix}",
+            "unacked_index_key": f"{self.unacked_key_prefix}_index",
+            "unacked_mutex_key": f"{self.unacked_key_prefix}_mutex",
+            # Sweep every RESTORE_SWEEP_SECONDS (kombu's default is every 100 s).
+            "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
+            "unacked_restore_throttle": 1,
+        }
+
+
+def policy_for(queue: str, *, site_time_limit: int, long_time_limit: int) -> QueuePolicy:
+    """The policy of ``queue``; time limits come from settings so operators can tune them."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; known queues: {', '.join(QUEUES)}")
+    if queue == LONG_RUNNING:
+        return QueuePolicy(
+            queue=queue,
+            hard_time_limit=long_time_limit,
+            max_countdown=600,
+            # One task at a time per process: nothing waits behind a long task.
+            prefetch_multiplier=1,
+            unacked_key_prefix="unacked_long_running",
+        )
+    return QueuePolicy(
+        queue=queue,
+        hard_time_limit=site_time_limit,
+        max_countdown=60,
+        prefetch_multiplier=1,
+        unacked_key_prefix="unacked",
+    )
+
+
+def queue_for_task_name(name: str) -> str | None:
+    """``celery_tasks.<queue>.…`` → ``<queue>``; the name alone decides the queue."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[0] == "celery_tasks" and parts[1] in QUEUES:
+        return parts[1]
+    return None
+
+
+def validate_site(name: str, setting: str) -> str:
+    if name not in SITES:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{setting}={name!r} is not a site of this platform; "
+            f"set {setting} to one of: {', '.join(SITES)}"
+        )
+    return name

@@ -1,0 +1,33 @@
+"""The base class of every platform task."""
+
+import logging
+
+from celery.contrib.django.task import DjangoTask
+
+logger = logging.getLogger(__name__)
+
+
+class WrongArguments(TypeError):
+    """A message whose arguments do not fit the task's signature."""
+
+
+class PlatformTask(DjangoTask):
+    # Expected failures are logged as one line, without a traceback.
+    throws = (WrongArguments,)
+
+    def __call__(self, *args, **kwargs):
+        try:
+            # Celery's signature stub for this task: binding checks arity/names only.
+            self.__header__(*args, **kwargs)
+        except TypeError as exc:
+            message = (
+                f"Rejected {self.name}[{self.request.id}]: wrong arguments "
+                f"args={args!r} kwargs={kwargs!r}: {exc}"
+            )
+            logger.error(message)
+            raise WrongArguments(message) from None
+        return super().__call__(*args, **kwargs)
+
+    @property
+    def is_eager(self) -> bool:
+        return bool(self.request.is_eager)

@@ -1,0 +1,58 @@
+"""The shared body of ``run<site>worker`` and ``run_long_running_worker``."""
+
+import argparse
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from platform_core.launcher import celery_argv, exec_celery, require_celery_on, wait_for_broker
+from platform_core.queues import LONG_RUNNING
+
+
+class WorkerCommand(BaseCommand):
+    queue: str  # set by each command
+
+    @property
+    def help(self):
+        return f"Start the Celery worker that consumes only the `{self.queue}` queue."
+
+    def add_arguments(self, parser):
+        parser.add_argument("-c", "--concurrency", type=int, help="pool processes (default: CPUs)")
+        parser.add_argument("-l", "--loglevel", default="INFO")
+        parser.add_argument("-P", "--pool", help="prefork (default), threads, solo, …")
+        parser.add_argument("-n", "--hostname", help=f"node name (default: {self.queue}@%%h)")
+        parser.add_argument(
+            "--beat", action="store_true",
+            help="also run beat inside this worker (development; the leader lock keeps it single)",
+        )
+        parser.add_argument("--reload", action="store_true", help="restart when code changes")
+        parser.add_argument(
+            "--broker-wait", type=float, default=0,
+            help="seconds to wait for the broker before giving up (default: 0)",
+        )
+        parser.add_argument(
+            "celery_args", nargs=argparse.REMAINDER,
+            help="further options passed to `celery worker` as they are (after --)",
+        )
+
+    def settings_module(self) -> str:
+        site = settings.LONG_RUNNING_SITE if self.queue == LONG_RUNNING else self.queue
+        return f"sites.{site}.settings"
+
+    def handle(self, *args, **options):
+        require_celery_on()
+        wait_for_broker(options["broker_wait"])
+        argv = celery_argv(
+            self.queue, "worker",
+            "--queues", self.queue,
+            "--hostname", options["hostname"] or f"{self.queue}@%h",
+            "--loglevel", options["loglevel"],
+        )
+        if options["concurrency"]:
+            argv += ["--concurrency", str(options["concurrency"])]
+        if options["pool"]:
+            argv += ["--pool", options["pool"]]
+        if options["beat"]:
+            argv += ["--beat"]
+        argv += [arg for arg in options["celery_args"] if arg != "--"]
+        exec_celery(argv, self.settings_module(), reload=options["reload"])

@@ -1,0 +1,9 @@
+"""The api site's Celery app: consumes only the `api` queue, under api's settings."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.api.settings")
+
+from platform_core.celery_factory import create_app  # noqa: E402
+
+api_app = create_app("api")

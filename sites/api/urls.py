@@ -1,0 +1,5 @@
+"""URLs of the api site."""
+
+from sites.base.urls import urlpatterns as base_urlpatterns
+
+urlpatterns = [*base_urlpatterns]

@@ -1,0 +1,198 @@
+"""Settings shared by every site. A site's module star-imports this and sets SITE_NAME.
+
+Development defaults are embedded (SQLite, a local redis-server, tasks run
+synchronously); a deployed host sets DJANGO_ENV=production and the secrets below.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from platform_core.env import env_bool, env_int, env_required
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(os.environ.get("PLATFORM_VAR_DIR", BASE_DIR / "var"))
+
+SITE_NAME = None  # each site's settings module sets this
+
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
+if DJANGO_ENV not in ("development", "production"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"DJANGO_ENV={DJANGO_ENV!r}; set DJANGO_ENV to 'development' or 'production'"
+    )
+DEPLOYED = DJANGO_ENV == "production"
+DEBUG = env_bool("DJANGO_DEBUG", default=not DEPLOYED)
+
+if DEPLOYED:
+    SECRET_KEY = env_required(
+        "DJANGO_SECRET_KEY", "Put it in the host's environment file (see ansible/)."
+    )
+else:
+    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "development-only-not-a-secret")
+
+ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h] or (
+    [] if DEPLOYED else ["localhost", "127.0.0.1"]
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "platform_core",
+    "records",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# One database for all sites: records and django-celery-beat's schedule live here.
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=60,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several worker processes write at once: wait for the lock, take it up front.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["TEST"] = {
+        # Workers are other processes: the test database must be a file, not :memory:.
+        "NAME": os.environ.get("DJANGO_TEST_DATABASE", str(VAR_DIR / "test-db.sqlite3")),
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_TZ = True  # beat schedules are stored in UTC (pitfalls: timezones)
+STATIC_URL = "static/"
+
+REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", VAR_DIR / "reports"))
+GREEN_DOOR_PARTNER_URL = os.environ.get("GREEN_DOOR_PARTNER_URL", "http://127.0.0.1:8089")
+
+# Which site's settings the long-running worker runs under (seed 003: cert).
+LONG_RUNNING_SITE = os.environ.get("LONG_RUNNING_SITE", "cert")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+}
+
+# --- Celery -----------------------------------------------------------------------
+# Off: .delay()/apply_async()/send_task() run the task in the calling process, no
+# broker needed. On: everything goes through Redis. Development default: off.
+USE_CELERY = env_bool("USE_CELERY", default=DEPLOYED)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Hard time limits (s). A site task longer than this belongs on long_running.
+PLATFORM_SITE_TASK_TIME_LIMIT = env_int("PLATFORM_SITE_TASK_TIME_LIMIT", 300)
+PLATFORM_LONG_TASK_TIME_LIMIT = env_int("PLATFORM_LONG_TASK_TIME_LIMIT", 2 * 60 * 60)
+
+# Every CELERY_* setting is read by each site's app (namespace="CELERY").
+# Per-queue values (queue, time limits, prefetch, visibility timeout) are set by
+# platform_core.celery_factory from platform_core.queues, not here.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
+CELERY_RESULT_EXPIRES = 24 * 60 * 60
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-extended
+CELERY_RESULT_EXTENDED = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-always-eager
+CELERY_TASK_ALWAYS_EAGER = not USE_CELERY
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-eager-propagates
+CELERY_TASK_EAGER_PROPAGATES = True
+# JSON only: a pickle message is refused, never executed.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#accept-content
+CELERY_ACCEPT_CONTENT = ["json"]
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-serializer
+CELERY_TASK_SERIALIZER = "json"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-serializer
+CELERY_RESULT_SERIALIZER = "json"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-accept-content
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
+# Ack after the task ran, so a worker that dies mid-task loses nothing.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late
+CELERY_TASK_ACKS_LATE = True
+# A pool process killed mid-task (OOM, SIGKILL) re-queues its message at once.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Events feed Flower.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-send-task-events
+CELERY_WORKER_SEND_TASK_EVENTS = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-send-sent-event
+CELERY_TASK_SEND_SENT_EVENT = True
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-track-started
+CELERY_TASK_TRACK_STARTED = True
+# Django's LOGGING stays in charge of the root logger.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-hijack-root-logger
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Bound the wait for a broker when publishing, so a web request fails fast.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-timeout
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-publish-retry-policy
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+# Workers keep retrying a lost broker connection at start-up and later.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Restart pool processes now and then: guards against leaks in task code.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-tasks-per-child
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-memory-per-child
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 400_000  # KiB
+# One-line rejection of malformed, unknown and non-JSON messages.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-consumer
+CELERY_WORKER_CONSUMER = "platform_core.consumer:PlatformConsumer"
+# Periodic jobs live in the database (django-celery-beat); the platform's scheduler
+# adds a Redis leader lock so a second beat stays on standby instead of doubling.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-scheduler
+CELERY_BEAT_SCHEDULER = "platform_core.beat:SingleBeatScheduler"
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#timezone
+CELERY_TIMEZONE = "UTC"
+
+# Fail at start-up, naming the variable, rather than deep inside a worker.
+from platform_core.queues import validate_site  # noqa: E402
+
+validate_site(LONG_RUNNING_SITE, "LONG_RUNNING_SITE")

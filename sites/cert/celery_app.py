@@ -1,0 +1,9 @@
+"""The cert site's Celery app: consumes only the `cert` queue, under cert's settings."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.cert.settings")
+
+from platform_core.celery_factory import create_app  # noqa: E402
+
+cert_app = create_app("cert")

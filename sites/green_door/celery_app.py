@@ -1,0 +1,9 @@
+"""The green_door site's Celery app: consumes only the `green_door` queue, under green_door's settings."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.green_door.settings")
+
+from platform_core.celery_factory import create_app  # noqa: E402
+
+green_door_app = create_app("green_door")

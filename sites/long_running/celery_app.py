@@ -1,0 +1,12 @@
+"""The long-running queue's Celery app, under the settings of LONG_RUNNING_SITE (cert)."""
+
+import os
+
+from platform_core.queues import validate_site
+
+_site = validate_site(os.environ.get("LONG_RUNNING_SITE", "cert"), "LONG_RUNNING_SITE")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{_site}.settings")
+
+from platform_core.celery_factory import create_app  # noqa: E402
+
+long_running_app = create_app("long_running")

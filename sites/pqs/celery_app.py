@@ -1,0 +1,9 @@
+"""The pqs site's Celery app: consumes only the `pqs` queue, under pqs's settings."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.pqs.settings")
+
+from platform_core.celery_factory import create_app  # noqa: E402
+
+pqs_app = create_app("pqs")
