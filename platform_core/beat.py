@@ -30,6 +30,7 @@ class SingleBeatScheduler(DatabaseScheduler):
             LEADER_KEY, timeout=LEADER_TTL_SECONDS, thread_local=False, blocking=False
         )
         self._leading = False
+        self._standby_announced = False
         super().__init__(*args, **kwargs)
 
     def _hold_leadership(self) -> bool:
@@ -40,6 +41,7 @@ class SingleBeatScheduler(DatabaseScheduler):
             if self._lock.acquire(token=self._identity.encode()):
                 logger.info("beat %s is now the active beat", self._identity)
                 self._leading = True
+                self._standby_announced = False
                 # Re-read the schedule: the previous leader may have changed last_run_at.
                 self._last_full_sync = datetime.datetime.min
                 return True
@@ -48,8 +50,11 @@ class SingleBeatScheduler(DatabaseScheduler):
         except redis.RedisError as exc:
             logger.warning("beat %s cannot reach Redis for the leader lock: %s", self._identity, exc)
         self._leading = False
-        holder = self._current_holder()
-        logger.info("beat %s on standby; active beat: %s", self._identity, holder)
+        if not self._standby_announced:
+            self._standby_announced = True
+            logger.info(
+                "beat %s on standby; active beat: %s", self._identity, self._current_holder()
+            )
         return False
 
     def _current_holder(self) -> str:

@@ -4,6 +4,8 @@ import logging
 
 from celery.contrib.django.task import DjangoTask
 
+from platform_core.rejections import count_rejection
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,12 +22,13 @@ class PlatformTask(DjangoTask):
             # Celery's signature stub for this task: binding checks arity/names only.
             self.__header__(*args, **kwargs)
         except TypeError as exc:
-            message = (
-                f"Rejected {self.name}[{self.request.id}]: wrong arguments "
-                f"args={args!r} kwargs={kwargs!r}: {exc}"
+            logger.error(
+                "Rejected %s[%s]: wrong arguments args=%r kwargs=%r: %s",
+                self.name, self.request.id, args, kwargs, exc,
             )
-            logger.error(message)
-            raise WrongArguments(message) from None
+            if not self.request.is_eager:
+                count_rejection(self.request.delivery_info.get("routing_key") or "?", "wrong-arguments")
+            raise WrongArguments(str(exc)) from None
         return super().__call__(*args, **kwargs)
 
     @property

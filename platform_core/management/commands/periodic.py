@@ -33,6 +33,15 @@ def _json_arg(raw: str, what: str, kind: type):
     return raw
 
 
+def _when(job: PeriodicTask) -> str:
+    if job.interval:
+        return f"every {job.interval.every} {job.interval.period}"
+    if job.crontab:
+        c = job.crontab
+        return f"cron '{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}' UTC"
+    return "(clocked/solar)"
+
+
 class Command(BaseCommand):
     help = "Manage periodic jobs in the database; a running beat picks changes up by itself."
 
@@ -45,8 +54,8 @@ class Command(BaseCommand):
         when = setter.add_mutually_exclusive_group(required=True)
         when.add_argument("--every", type=int, help="interval in seconds")
         when.add_argument("--cron", help='crontab in UTC, e.g. "0 4 * * *"')
-        setter.add_argument("--args", default="[]", help="JSON list of positional arguments")
-        setter.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments")
+        setter.add_argument("--args", dest="task_args", default="[]", help="JSON list of positional arguments")
+        setter.add_argument("--kwargs", dest="task_kwargs", default="{}", help="JSON object of keyword arguments")
         setter.add_argument("--disabled", action="store_true")
         for action in ("delete", "enable", "disable"):
             sub.add_parser(action).add_argument("name")
@@ -56,7 +65,7 @@ class Command(BaseCommand):
         if action == "list":
             for job in PeriodicTask.objects.order_by("name"):
                 state = "on " if job.enabled else "off"
-                self.stdout.write(f"{state} {job.name}: {job.task} {job.schedule} "
+                self.stdout.write(f"{state} {job.name}: {job.task} {_when(job)} "
                                   f"last run {job.last_run_at or 'never'}")
             return
         if action == "set":
@@ -75,8 +84,8 @@ class Command(BaseCommand):
     def _set(self, options):
         defaults = {
             "task": _known_task(options["task"]),
-            "args": _json_arg(options["args"], "args", list),
-            "kwargs": _json_arg(options["kwargs"], "kwargs", dict),
+            "args": _json_arg(options["task_args"], "args", list),
+            "kwargs": _json_arg(options["task_kwargs"], "kwargs", dict),
             "enabled": not options["disabled"],
             "interval": None,
             "crontab": None,
@@ -97,4 +106,4 @@ class Command(BaseCommand):
                 day_of_week=weekday, timezone="UTC",
             )
         job, created = PeriodicTask.objects.update_or_create(name=options["name"], defaults=defaults)
-        self.stdout.write(f"{'created' if created else 'updated'} {job.name}: {job.task} {job.schedule}")
+        self.stdout.write(f"{'created' if created else 'updated'} {job.name}: {job.task} {_when(job)}")
