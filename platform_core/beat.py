@@ -48,7 +48,9 @@ class SingleBeatScheduler(DatabaseScheduler):
         except LockError:
             logger.warning("beat %s lost the leader lock; going to standby", self._identity)
         except redis.RedisError as exc:
-            logger.warning("beat %s cannot reach Redis for the leader lock: %s", self._identity, exc)
+            logger.warning(
+                "beat %s cannot reach Redis for the leader lock: %s", self._identity, exc
+            )
         self._leading = False
         if not self._standby_announced:
             self._standby_announced = True

@@ -8,8 +8,8 @@ from celery import Celery
 
 from platform_core.discovery import task_modules
 from platform_core.eager import apply_by_name
-from platform_core.routing import check_countdown, policy, route_by_task_name
 from platform_core.queues import queue_for_task_name
+from platform_core.routing import check_countdown, policy, route_by_task_name
 
 
 class PlatformCelery(Celery):
@@ -53,4 +53,3 @@ def create_app(queue: str) -> PlatformCelery:
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(queue_settings(queue))
     return app
-

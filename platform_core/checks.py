@@ -44,7 +44,7 @@ def check_task_placement(app_configs, **kwargs):
     for module in all_task_modules():
         try:
             importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             errors.append(
                 Error(
                     f"Task module {module} cannot be imported: {type(exc).__name__}: {exc}",

@@ -31,7 +31,9 @@ class PlatformConsumer(Consumer):
         return self.app.conf.task_default_queue
 
     def _reject(self, message, reason: str, detail: str) -> None:
-        logger.error("Rejected message (%s): %s [%s]; discarded", reason, detail, _describe(message))
+        logger.error(
+            "Rejected message (%s): %s [%s]; discarded", reason, detail, _describe(message)
+        )
         count_rejection(self._queue, reason)
 
     def on_decode_error(self, message, exc):
@@ -58,7 +60,10 @@ class PlatformConsumer(Consumer):
         if task_id:
             # The caller waiting on the result learns why, as with stock Celery.
             request = AttributeDict(
-                name=name, chord=None, root_id=headers.get("root_id"), errbacks=None,
+                name=name,
+                chord=None,
+                root_id=headers.get("root_id"),
+                errbacks=None,
                 correlation_id=message.properties.get("correlation_id"),
                 reply_to=message.properties.get("reply_to"),
             )

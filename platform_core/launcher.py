@@ -67,13 +67,17 @@ def exec_celery(argv: list[str], settings_module: str, *, reload: bool, extra_en
     if reload:
         root = Path(settings.BASE_DIR)
         argv = [
-            sys.executable, "-m", "watchfiles",
-            "--filter", "python",
+            sys.executable,
+            "-m",
+            "watchfiles",
+            "--filter",
+            "python",
             # Warm shutdown on change: running tasks get this long to finish.
-            "--sigint-timeout", "30",
+            "--sigint-timeout",
+            "30",
             shlex.join(argv),
             *(str(root / package) for package in WATCHED_PACKAGES),
         ]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvpe(argv[0], argv, env)
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - exec on purpose: signals reach Celery

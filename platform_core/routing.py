@@ -1,6 +1,6 @@
 """Routing by task name, so ``send_task`` from any site lands on the owner's queue."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -32,8 +32,8 @@ def check_countdown(name: str, queue: str | None, countdown, eta) -> None:
         if isinstance(eta, str):
             eta = datetime.fromisoformat(eta)
         if eta.tzinfo is None:
-            eta = eta.replace(tzinfo=timezone.utc)
-        wait = (eta - datetime.now(timezone.utc)).total_seconds()
+            eta = eta.replace(tzinfo=UTC)
+        wait = (eta - datetime.now(UTC)).total_seconds()
     else:
         wait = float(countdown)
     limit = policy(queue).max_countdown

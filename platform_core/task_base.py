@@ -24,10 +24,16 @@ class PlatformTask(DjangoTask):
         except TypeError as exc:
             logger.error(
                 "Rejected %s[%s]: wrong arguments args=%r kwargs=%r: %s",
-                self.name, self.request.id, args, kwargs, exc,
+                self.name,
+                self.request.id,
+                args,
+                kwargs,
+                exc,
             )
             if not self.request.is_eager:
-                count_rejection(self.request.delivery_info.get("routing_key") or "?", "wrong-arguments")
+                count_rejection(
+                    self.request.delivery_info.get("routing_key") or "?", "wrong-arguments"
+                )
             raise WrongArguments(str(exc)) from None
         return super().__call__(*args, **kwargs)
 

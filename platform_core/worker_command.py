@@ -22,16 +22,20 @@ class WorkerCommand(BaseCommand):
         parser.add_argument("-P", "--pool", help="prefork (default), threads, solo, …")
         parser.add_argument("-n", "--hostname", help=f"node name (default: {self.queue}@%%h)")
         parser.add_argument(
-            "--beat", action="store_true",
+            "--beat",
+            action="store_true",
             help="also run beat inside this worker (development; the leader lock keeps it single)",
         )
         parser.add_argument("--reload", action="store_true", help="restart when code changes")
         parser.add_argument(
-            "--broker-wait", type=float, default=0,
+            "--broker-wait",
+            type=float,
+            default=0,
             help="seconds to wait for the broker before giving up (default: 0)",
         )
         parser.add_argument(
-            "celery_args", nargs=argparse.REMAINDER,
+            "celery_args",
+            nargs=argparse.REMAINDER,
             help="further options passed to `celery worker` as they are (after --)",
         )
 
@@ -43,10 +47,14 @@ class WorkerCommand(BaseCommand):
         require_celery_on()
         wait_for_broker(options["broker_wait"])
         argv = celery_argv(
-            self.queue, "worker",
-            "--queues", self.queue,
-            "--hostname", options["hostname"] or f"{self.queue}@%h",
-            "--loglevel", options["loglevel"],
+            self.queue,
+            "worker",
+            "--queues",
+            self.queue,
+            "--hostname",
+            options["hostname"] or f"{self.queue}@%h",
+            "--loglevel",
+            options["loglevel"],
         )
         if options["concurrency"]:
             argv += ["--concurrency", str(options["concurrency"])]

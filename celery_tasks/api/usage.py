@@ -10,6 +10,4 @@ from sites.api.celery_app import api_app
 @api_app.task
 def record_api_call(api_key_id: int) -> None:
     # One UPDATE with F(): concurrent workers never lose an increment.
-    ApiKey.objects.filter(pk=api_key_id).update(
-        calls=F("calls") + 1, last_used_at=timezone.now()
-    )
+    ApiKey.objects.filter(pk=api_key_id).update(calls=F("calls") + 1, last_used_at=timezone.now())

@@ -1,9 +1,9 @@
-"""The green_door site's Celery app: consumes only the `green_door` queue, under green_door's settings."""
+"""The green_door Celery app: consumes only the `green_door` queue, under its settings."""
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.green_door.settings")
 
-from platform_core.celery_factory import create_app  # noqa: E402
+from platform_core.celery_factory import create_app
 
 green_door_app = create_app("green_door")

@@ -12,7 +12,9 @@ from platform_core.queues import queue_for_task_name
 
 def _known_task(name: str) -> str:
     if queue_for_task_name(name) is None:
-        raise CommandError(f"{name!r} is not a platform task name (celery_tasks.<queue>.<module>.<function>)")
+        raise CommandError(
+            f"{name!r} is not a platform task name (celery_tasks.<queue>.<module>.<function>)"
+        )
     module_name, _, attribute = name.rpartition(".")
     try:
         task = getattr(importlib.import_module(module_name), attribute)
@@ -50,12 +52,18 @@ class Command(BaseCommand):
         sub.add_parser("list", help="show every periodic job")
         setter = sub.add_parser("set", help="create or change a periodic job")
         setter.add_argument("name")
-        setter.add_argument("--task", required=True, help="e.g. celery_tasks.pqs.submissions.purge_stale_drafts")
+        setter.add_argument(
+            "--task", required=True, help="e.g. celery_tasks.pqs.submissions.purge_stale_drafts"
+        )
         when = setter.add_mutually_exclusive_group(required=True)
         when.add_argument("--every", type=int, help="interval in seconds")
         when.add_argument("--cron", help='crontab in UTC, e.g. "0 4 * * *"')
-        setter.add_argument("--args", dest="task_args", default="[]", help="JSON list of positional arguments")
-        setter.add_argument("--kwargs", dest="task_kwargs", default="{}", help="JSON object of keyword arguments")
+        setter.add_argument(
+            "--args", dest="task_args", default="[]", help="JSON list of positional arguments"
+        )
+        setter.add_argument(
+            "--kwargs", dest="task_kwargs", default="{}", help="JSON object of keyword arguments"
+        )
         setter.add_argument("--disabled", action="store_true")
         for action in ("delete", "enable", "disable"):
             sub.add_parser(action).add_argument("name")
@@ -65,8 +73,10 @@ class Command(BaseCommand):
         if action == "list":
             for job in PeriodicTask.objects.order_by("name"):
                 state = "on " if job.enabled else "off"
-                self.stdout.write(f"{state} {job.name}: {job.task} {_when(job)} "
-                                  f"last run {job.last_run_at or 'never'}")
+                self.stdout.write(
+                    f"{state} {job.name}: {job.task} {_when(job)} "
+                    f"last run {job.last_run_at or 'never'}"
+                )
             return
         if action == "set":
             self._set(options)
@@ -102,8 +112,16 @@ class Command(BaseCommand):
                 raise CommandError('--cron takes five fields: "minute hour day month weekday"')
             minute, hour, day, month, weekday = fields
             defaults["crontab"], _ = CrontabSchedule.objects.get_or_create(
-                minute=minute, hour=hour, day_of_month=day, month_of_year=month,
-                day_of_week=weekday, timezone="UTC",
+                minute=minute,
+                hour=hour,
+                day_of_month=day,
+                month_of_year=month,
+                day_of_week=weekday,
+                timezone="UTC",
             )
-        job, created = PeriodicTask.objects.update_or_create(name=options["name"], defaults=defaults)
-        self.stdout.write(f"{'created' if created else 'updated'} {job.name}: {job.task} {_when(job)}")
+        job, created = PeriodicTask.objects.update_or_create(
+            name=options["name"], defaults=defaults
+        )
+        self.stdout.write(
+            f"{'created' if created else 'updated'} {job.name}: {job.task} {_when(job)}"
+        )
