@@ -1,0 +1,139 @@
+"""Real redis-server on a free loopback port, real worker processes, real database."""
+
+import importlib
+import os
+import shutil
+import subprocess
+
+import pytest
+import redis
+
+from platform_core.queues import QUEUES
+from tests.integration.processes import Process, free_port, manage, wait_for
+
+WORKER_COMMANDS = {
+    "cert": "runcertworker",
+    "green_door": "rungreendoorworker",
+    "pqs": "runpqsworker",
+    "api": "runapiworker",
+    "long_running": "run_long_running_worker",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A private redis-server on the loopback port chosen in tests/conftest.py."""
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed; run scripts/bootstrap (make test does)")
+    url = os.environ["REDIS_URL"]
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    data = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis.from_url(url)
+
+    def up():
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    wait_for(up, 10, "redis-server")
+    yield url
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def partner_port():
+    """Where the green_door workers find the (test's) partner service."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def platform_env(redis_url, django_db_setup, partner_port):
+    """The environment every platform process of the test session runs with."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]["NAME"]
+    env = {
+        **os.environ,
+        "USE_CELERY": "1",
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "GREEN_DOOR_PARTNER_URL": f"http://127.0.0.1:{partner_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("logs")
+
+
+def platform_apps() -> dict:
+    return {
+        queue: getattr(importlib.import_module(f"sites.{queue}.celery_app"), f"{queue}_app")
+        for queue in QUEUES
+    }
+
+
+@pytest.fixture(autouse=True)
+def live_apps(redis_url):
+    """This test's producer goes through Redis (the test process defaults to USE_CELERY off)."""
+    apps = platform_apps().values()
+    for app in apps:
+        app.conf.task_always_eager = False
+    yield
+    for app in apps:
+        app.conf.task_always_eager = True
+
+
+@pytest.fixture(scope="session")
+def client_app(redis_url):
+    return platform_apps()["cert"]
+
+
+@pytest.fixture(scope="session")
+def workers(platform_env, log_dir, client_app, redis_url):
+    """All five workers, started with the platform's own management commands."""
+    started = {
+        queue: Process(f"worker-{queue}", manage(command, "-c", "1"), platform_env, log_dir)
+        for queue, command in WORKER_COMMANDS.items()
+    }
+
+    def all_answer():
+        replies = client_app.control.inspect(timeout=1).ping() or {}
+        return {name.split("@")[0] for name in replies} >= set(WORKER_COMMANDS)
+
+    try:
+        wait_for(all_answer, 90, "all five workers to answer ping", interval=1)
+    except AssertionError:
+        for process in started.values():
+            print(process.name, process.log()[-3000:])
+        raise
+    yield started
+    for process in started.values():
+        process.stop()
