@@ -1,0 +1,66 @@
+"""Queue policies: the numbers that keep long tasks single and short tasks safe."""
+
+import pytest
+
+from platform_core.celery_factory import queue_settings
+from platform_core.queues import QUEUES, SITES, policy_for, queue_for_task_name
+from platform_core.routing import CountdownTooLong, check_countdown, route_by_task_name
+
+
+def test_long_running_has_its_own_unacked_index_and_a_longer_window():
+    site = policy_for("cert", site_time_limit=300, long_time_limit=7200)
+    long = policy_for("long_running", site_time_limit=300, long_time_limit=7200)
+    site_opts, long_opts = site.transport_options(), long.transport_options()
+    # Separate index: the short window can never redeliver a long task.
+    assert site_opts["unacked_index_key"] != long_opts["unacked_index_key"]
+    assert site_opts["unacked_key"] != long_opts["unacked_key"]
+    # Each window outlasts its queue's hard limit plus its longest allowed countdown.
+    for policy in (site, long):
+        assert policy.visibility_timeout > policy.hard_time_limit + policy.max_countdown
+    assert long.visibility_timeout > site.visibility_timeout
+
+
+def test_every_site_shares_one_index_so_redelivery_stays_prompt():
+    indexes = {
+        policy_for(site, site_time_limit=300, long_time_limit=7200).transport_options()[
+            "unacked_index_key"
+        ]
+        for site in SITES
+    }
+    assert indexes == {"unacked_index"}
+    assert policy_for("api", site_time_limit=300, long_time_limit=7200).visibility_timeout <= 600
+
+
+def test_each_app_gets_its_queue_and_its_policy():
+    for queue in QUEUES:
+        conf = queue_settings(queue)
+        assert conf["task_default_queue"] == queue
+        assert conf["task_time_limit"] > conf["task_soft_time_limit"]
+        assert (
+            conf["result_backend_transport_options"]["visibility_timeout"]
+            == conf["broker_transport_options"]["visibility_timeout"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "queue"),
+    [
+        ("celery_tasks.pqs.submissions.score_submission", "pqs"),
+        ("celery_tasks.long_running.reports.build_certificate_report", "long_running"),
+        ("celery_tasks.green_door.sub.module.task", "green_door"),
+        ("celery_tasks.kitchen.x.y", None),
+        ("celery.backend_cleanup", None),
+        ("pqs.score", None),
+    ],
+)
+def test_the_name_alone_decides_the_queue(name, queue):
+    assert queue_for_task_name(name) == queue
+    route = route_by_task_name(name, (), {}, {})
+    assert route == ({"queue": queue} if queue else None)
+
+
+def test_countdown_beyond_the_redelivery_window_is_refused():
+    check_countdown("celery_tasks.cert.x.y", "cert", 30, None)
+    with pytest.raises(CountdownTooLong, match="exceeds the cert queue's limit of 60 s"):
+        check_countdown("celery_tasks.cert.x.y", "cert", 3600, None)
+    check_countdown("celery_tasks.long_running.x.y", "long_running", 300, None)
