@@ -24,6 +24,10 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+            # Worker processes share the test database, so every integration test needs
+            # it created (pytest-django creates only databases that marked tests use).
+            if not item.get_closest_marker("django_db"):
+                item.add_marker(pytest.mark.django_db(transaction=True))
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +77,10 @@ def partner_port():
 @pytest.fixture(scope="session")
 def platform_env(redis_url, django_db_setup, partner_port):
     """The environment every platform process of the test session runs with."""
-    from django.conf import settings
+    from django.db import connections
 
-    database = settings.DATABASES["default"]["NAME"]
+    # The test database pytest-django created (and migrated) for this session.
+    database = connections["default"].settings_dict["NAME"]
     env = {
         **os.environ,
         "USE_CELERY": "1",

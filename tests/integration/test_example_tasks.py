@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 from django.db import transaction
 
 from records.models import ApiKey, Certificate, Partner, Report, Submission
@@ -87,7 +88,7 @@ def test_partner_sync_retries_with_backoff_until_the_partner_answers(workers, pa
     assert _FlakyPartnerService.requests == 3
 
 
-def test_long_report_writes_its_file_and_reports_progress(workers, client_app):
+def test_long_report_writes_its_file_and_reports_progress(workers, redis_url):
     from celery_tasks.long_running.reports import build_certificate_report
 
     Certificate.objects.bulk_create(Certificate(holder=f"holder {i}") for i in range(120))
@@ -98,6 +99,13 @@ def test_long_report_writes_its_file_and_reports_progress(workers, client_app):
     )
     assert progress["total"] == 120
     assert 0 < progress["done"] <= 120
+    # While it runs, its message sits in the long-running queue's own unacked index,
+    # out of reach of the site queues' short redelivery window.
+    broker = redis.Redis.from_url(redis_url)
+    long_unacked = b"".join(broker.hvals("unacked_long_running"))
+    site_unacked = b"".join(broker.hvals("unacked"))
+    assert result.id.encode() in long_unacked
+    assert result.id.encode() not in site_unacked
     path = Path(result.get(timeout=30))
     with path.open() as handle:
         rows = list(csv.reader(handle))

@@ -29,3 +29,12 @@ def test_send_task_by_name_lands_on_the_other_site(workers, sender, target):
     info = app.send_task(f"celery_tasks.{target}.probe.whoami").get(timeout=20)
     assert info["queue"] == target
     assert info["worker"].startswith(f"{target}@")
+
+
+def test_worker_commands_exec_celery_so_signals_reach_it(workers):
+    # The PID we started as `manage.py run…worker` is now the Celery worker itself.
+    for queue, process in workers.items():
+        cmdline = open(f"/proc/{process.popen.pid}/cmdline", "rb").read().split(b"\0")
+        assert b"celery" in cmdline, (queue, cmdline)
+        assert b"worker" in cmdline, (queue, cmdline)
+        assert b"manage.py" not in b" ".join(cmdline)

@@ -41,6 +41,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("-c", "--concurrency", type=int, default=2, help="per site worker")
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
+        parser.add_argument("--flower-port", type=int, default=5555)
 
     def handle(self, *args, **options):
         try:
@@ -67,9 +68,10 @@ class Command(BaseCommand):
             concurrency = 1 if queue == LONG_RUNNING else options["concurrency"]
             manager.add_process(queue, f"{manage} {command} -c {concurrency} {common}", env=env)
         manager.add_process("beat", f"{manage} runbeat {common}", env=env)
-        manager.add_process("flower", f"{manage} runflower --broker-wait 30", env=env)
+        port = options["flower_port"]
+        manager.add_process("flower", f"{manage} runflower --port {port} --broker-wait 30", env=env)
         self.stdout.write(
-            f"Flower: http://127.0.0.1:5555 (user:password in {env['FLOWER_BASIC_AUTH_FILE']}); "
+            f"Flower: http://127.0.0.1:{port} (user:password in {env['FLOWER_BASIC_AUTH_FILE']}); "
             f"sites: {', '.join(SITES)}; broker {redacted(settings.CELERY_BROKER_URL)}"
         )
         manager.loop()
