@@ -57,8 +57,16 @@ def wait_for_broker(wait_seconds: float) -> None:
             client.close()
 
 
+def tool_argv(tool: str) -> list[str]:
+    """How to start ``celery``/``watchfiles``: through the .pyz if we run from one."""
+    entry = os.environ.get("PLATFORM_ENTRY")
+    if entry and entry.endswith(".pyz"):
+        return [sys.executable, entry, tool]
+    return [sys.executable, "-m", tool]
+
+
 def celery_argv(queue: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", f"sites.{queue}.celery_app:{queue}_app", *args]
+    return [*tool_argv("celery"), "-A", f"sites.{queue}.celery_app:{queue}_app", *args]
 
 
 def exec_celery(argv: list[str], settings_module: str, *, reload: bool, extra_env=None):

@@ -1,0 +1,40 @@
+"""One entry point for the single-file app (Shiv) and for manage.py.
+
+    platform.pyz manage <django command …>   e.g. `manage migrate`, `manage runworker cert`
+    platform.pyz celery <celery args …>
+    platform.pyz watchfiles <args …>          (used by --reload)
+"""
+
+import os
+import sys
+
+
+def run_manage(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.cert.settings")
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management import execute_from_command_line
+
+    try:
+        execute_from_command_line(argv)
+    except ImproperlyConfigured as exc:
+        # A setting to fix, not a bug: say which one, without a traceback.
+        sys.exit(f"Configuration error: {exc}")
+
+
+def main() -> None:
+    # Processes we exec later (workers, reloader) must go through this same archive.
+    os.environ.setdefault("PLATFORM_ENTRY", os.path.abspath(sys.argv[0]))
+    command, args = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("help", [])
+    if command == "manage":
+        run_manage(["manage", *args])
+    elif command == "celery":
+        from celery.__main__ import main as celery_main
+
+        sys.argv = ["celery", *args]
+        celery_main()
+    elif command == "watchfiles":
+        from watchfiles.cli import cli
+
+        cli(*args)
+    else:
+        sys.exit(__doc__)
