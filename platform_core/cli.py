@@ -1,8 +1,8 @@
 """One entry point for the single-file app (Shiv) and for manage.py.
 
-    platform.pyz manage <django command …>   e.g. `manage migrate`, `manage runworker cert`
-    platform.pyz celery <celery args …>
-    platform.pyz watchfiles <args …>          (used by --reload)
+platform.pyz manage <django command …>   e.g. `manage migrate`, `manage runworker cert`
+platform.pyz celery <celery args …>
+platform.pyz watchfiles <args …>          (used by --reload)
 """
 
 import os

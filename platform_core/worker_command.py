@@ -1,7 +1,5 @@
 """The shared body of ``run<site>worker`` and ``run_long_running_worker``."""
 
-import argparse
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -11,6 +9,14 @@ from platform_core.queues import LONG_RUNNING
 
 class WorkerCommand(BaseCommand):
     queue: str  # set by each command
+    celery_args: tuple[str, ...] = ()
+
+    def run_from_argv(self, argv):
+        # Everything after `--` goes to `celery worker` untouched.
+        if "--" in argv:
+            split = argv.index("--")
+            argv, self.celery_args = argv[:split], tuple(argv[split + 1 :])
+        super().run_from_argv(argv)
 
     @property
     def help(self):
@@ -32,11 +38,6 @@ class WorkerCommand(BaseCommand):
             type=float,
             default=0,
             help="seconds to wait for the broker before giving up (default: 0)",
-        )
-        parser.add_argument(
-            "celery_args",
-            nargs=argparse.REMAINDER,
-            help="further options passed to `celery worker` as they are (after --)",
         )
 
     def settings_module(self) -> str:
@@ -62,5 +63,5 @@ class WorkerCommand(BaseCommand):
             argv += ["--pool", options["pool"]]
         if options["beat"]:
             argv += ["--beat"]
-        argv += [arg for arg in options["celery_args"] if arg != "--"]
+        argv += self.celery_args
         exec_celery(argv, self.settings_module(), reload=options["reload"])
