@@ -1,4 +1,7 @@
-.PHONY: run test lint check
+.PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest
+
+ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+INVENTORY ?= staging
 
 # Everything: Debian packages, virtualenv, database, redis (if none is running),
 # five workers, beat and Flower in the foreground. Ctrl-C stops them all.
@@ -7,15 +10,38 @@ run:
 	.venv/bin/python manage.py migrate --no-input -v0
 	USE_CELERY=1 .venv/bin/python manage.py runplatform
 
-# Same set-up, then lint and the whole test suite (tests start their own redis).
+# Same set-up, then lint, the test suite (it starts its own redis and workers) and
+# both Molecule scenarios on real systemd hosts (systemd-nspawn, needs root).
 test:
 	scripts/bootstrap
 	$(MAKE) lint
+	$(MAKE) pytest
+	$(MAKE) molecule-default
+	$(MAKE) molecule-multihost
+
+pytest:
 	.venv/bin/python -m pytest
 
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	cd ansible && $(ANSIBLE_ENV) yamllint .
+	cd ansible && $(ANSIBLE_ENV) ansible-lint --offline
+	for unit in systemd/*.service; do systemd-analyze verify "$$unit" || exit 1; done
 
 check:
 	.venv/bin/python manage.py check
+
+# The one deployable file: dist/platform.pyz (Shiv).
+artifact:
+	scripts/build-artifact
+
+molecule-default: artifact
+	cd ansible && $(ANSIBLE_ENV) molecule test -s default
+
+molecule-multihost: artifact
+	cd ansible && $(ANSIBLE_ENV) molecule test -s multihost
+
+# make deploy INVENTORY=production
+deploy: artifact
+	cd ansible && $(ANSIBLE_ENV) ansible-playbook -i inventories/$(INVENTORY)/hosts.yml site.yml
