@@ -1,6 +1,8 @@
 .PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest
 
-ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+# timer: every playbook run (converge, idempotence, verify) reports how long it took.
+ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 \
+	ANSIBLE_CALLBACKS_ENABLED=ansible.posix.timer
 INVENTORY ?= staging
 
 # Everything: Debian packages, virtualenv, database, redis (if none is running),
