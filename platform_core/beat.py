@@ -18,16 +18,18 @@ from redis.exceptions import LockError
 logger = logging.getLogger(__name__)
 
 LEADER_KEY = "platform:beat:leader"
-LEADER_TTL_SECONDS = 30
-STANDBY_POLL_SECONDS = 5
 
 
 class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
         self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+        self._ttl = settings.PLATFORM_BEAT_LOCK_TTL
+        # A standby polls at a third of the TTL: it takes over at most TTL + TTL/3
+        # after the leader's last refresh.
+        self._standby_poll = max(1.0, self._ttl / 3)
         self._lock = self._redis.lock(
-            LEADER_KEY, timeout=LEADER_TTL_SECONDS, thread_local=False, blocking=False
+            LEADER_KEY, timeout=self._ttl, thread_local=False, blocking=False
         )
         self._leading = False
         self._standby_announced = False
@@ -68,9 +70,9 @@ class SingleBeatScheduler(DatabaseScheduler):
 
     def tick(self, *args, **kwargs):
         if not self._hold_leadership():
-            return STANDBY_POLL_SECONDS
+            return self._standby_poll
         # Sleep less than the lock's TTL so it is refreshed in time.
-        return min(super().tick(*args, **kwargs), LEADER_TTL_SECONDS / 3)
+        return min(super().tick(*args, **kwargs), self._ttl / 3)
 
     def close(self):
         if self._leading:

@@ -5,11 +5,18 @@ share is decided here once.
 """
 
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from platform_core.discovery import task_modules
 from platform_core.eager import apply_by_name
+from platform_core.launcher import redacted
 from platform_core.queues import queue_for_task_name
 from platform_core.routing import check_countdown, policy, route_by_task_name
+
+
+class BrokerUnavailable(ConnectionError):
+    """The task could not be enqueued: the broker did not answer in time. Nothing was sent."""
 
 
 class PlatformCelery(Celery):
@@ -23,7 +30,15 @@ class PlatformCelery(Celery):
         if self.conf.task_always_eager:
             return apply_by_name(name, args, kwargs, task_id=options.get("task_id"))
         check_countdown(name, options.get("queue") or queue_for_task_name(name), countdown, eta)
-        return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+        try:
+            return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+        except (OperationalError, RedisError, RuntimeError) as exc:
+            # RuntimeError: the result backend gave up reconnecting (celery.backends.redis).
+            raise BrokerUnavailable(
+                f"{name} was NOT enqueued: the broker at {redacted(self.conf.broker_url)} did "
+                f"not answer ({exc.__class__.__name__}). "
+                "Check that Redis is up and CELERY_BROKER_URL/REDIS_URL point at it."
+            ) from exc
 
 
 def queue_settings(queue: str) -> dict:
@@ -37,9 +52,12 @@ def queue_settings(queue: str) -> dict:
         "task_time_limit": queue_policy.hard_time_limit,
         "worker_prefetch_multiplier": queue_policy.prefetch_multiplier,
         "broker_transport_options": transport_options,
-        # Kept equal to the broker's (pitfalls: set consistently in both).
         "result_backend_transport_options": {
-            "visibility_timeout": transport_options["visibility_timeout"]
+            # Kept equal to the broker's (pitfalls: set consistently in both).
+            "visibility_timeout": transport_options["visibility_timeout"],
+            # Celery's default is 20 reconnects a second apart: a web request that
+            # enqueues while Redis is down would hang ~20 s, then be told to restart.
+            "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5},
         },
     }
 

@@ -10,6 +10,7 @@ import logging
 from celery.exceptions import NotRegistered
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer
+from django.conf import settings
 
 from platform_core.rejections import count_rejection
 
@@ -35,6 +36,23 @@ class PlatformConsumer(Consumer):
             "Rejected message (%s): %s [%s]; discarded", reason, detail, _describe(message)
         )
         count_rejection(self._queue, reason)
+
+    def create_task_handler(self, *args, **kwargs):
+        handle = super().create_task_handler(*args, **kwargs)
+        limit = settings.PLATFORM_MAX_MESSAGE_BYTES
+
+        def on_task_received(message):
+            size = len(message.body or b"")
+            if size > limit:
+                # Refuse before decoding: a huge body would stall the consumer.
+                self._reject(
+                    message, "too-large", f"{size} bytes > {limit} (PLATFORM_MAX_MESSAGE_BYTES)"
+                )
+                message.reject_log_error(logger, self.connection_errors)
+                return None
+            return handle(message)
+
+        return on_task_received
 
     def on_decode_error(self, message, exc):
         self._reject(message, "undecodable", f"{type(exc).__name__}: {exc}")

@@ -13,9 +13,6 @@ SITES = ("cert", "green_door", "pqs", "api")
 LONG_RUNNING = "long_running"
 QUEUES = (*SITES, LONG_RUNNING)
 
-# Margin between the hard time limit (plus the longest allowed countdown) and the
-# moment Redis hands an unacknowledged message to another worker.
-REDELIVERY_MARGIN_SECONDS = 60
 # How often a worker sweeps its unacked index for messages of dead workers.
 RESTORE_SWEEP_SECONDS = 10
 
@@ -27,6 +24,9 @@ class QueuePolicy:
     max_countdown: int  # seconds; longest countdown/ETA accepted for this queue
     prefetch_multiplier: int
     unacked_key_prefix: str  # which unacked index in Redis this queue's workers use
+    # Seconds between the end of the longest legitimate stay in the unacked index
+    # (countdown + run time) and the moment Redis hands the message to another worker.
+    redelivery_margin: int = 60
 
     @property
     def soft_time_limit(self) -> int:
@@ -36,7 +36,7 @@ class QueuePolicy:
     def visibility_timeout(self) -> int:
         # A message is in the unacked index from delivery until ack: while it waits
         # for its ETA and while it runs. Redelivery must come only after both.
-        return self.hard_time_limit + self.max_countdown + REDELIVERY_MARGIN_SECONDS
+        return self.hard_time_limit + self.max_countdown + self.redelivery_margin
 
     def transport_options(self) -> dict:
         return {
@@ -47,28 +47,46 @@ class QueuePolicy:
             # Sweep every RESTORE_SWEEP_SECONDS (kombu's default is every 100 s).
             "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
             "unacked_restore_throttle": 1,
+            # A broker that vanishes without closing the TCP connection (failover, NAT)
+            # must not hang a publish forever.
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+            "socket_keepalive": True,
         }
 
 
-def policy_for(queue: str, *, site_time_limit: int, long_time_limit: int) -> QueuePolicy:
-    """The policy of ``queue``; time limits come from settings so operators can tune them."""
+@dataclass(frozen=True)
+class Limits:
+    """The operator-tunable numbers behind every policy (settings PLATFORM_*)."""
+
+    site_time_limit: int = 300
+    long_time_limit: int = 2 * 60 * 60
+    site_max_countdown: int = 60
+    long_max_countdown: int = 600
+    redelivery_margin: int = 60
+
+
+def policy_for(queue: str, limits: Limits) -> QueuePolicy:
+    """The policy of ``queue`` under ``limits``."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; known queues: {', '.join(QUEUES)}")
     if queue == LONG_RUNNING:
         return QueuePolicy(
             queue=queue,
-            hard_time_limit=long_time_limit,
-            max_countdown=600,
+            hard_time_limit=limits.long_time_limit,
+            max_countdown=limits.long_max_countdown,
             # One task at a time per process: nothing waits behind a long task.
             prefetch_multiplier=1,
             unacked_key_prefix="unacked_long_running",
+            redelivery_margin=limits.redelivery_margin,
         )
     return QueuePolicy(
         queue=queue,
-        hard_time_limit=site_time_limit,
-        max_countdown=60,
+        hard_time_limit=limits.site_time_limit,
+        max_countdown=limits.site_max_countdown,
         prefetch_multiplier=1,
         unacked_key_prefix="unacked",
+        redelivery_margin=limits.redelivery_margin,
     )
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from platform_core.queues import QueuePolicy, policy_for, queue_for_task_name
+from platform_core.queues import Limits, QueuePolicy, policy_for, queue_for_task_name
 
 
 def route_by_task_name(name, args, kwargs, options, task=None, **kw):
@@ -16,8 +16,13 @@ def route_by_task_name(name, args, kwargs, options, task=None, **kw):
 def policy(queue: str) -> QueuePolicy:
     return policy_for(
         queue,
-        site_time_limit=settings.PLATFORM_SITE_TASK_TIME_LIMIT,
-        long_time_limit=settings.PLATFORM_LONG_TASK_TIME_LIMIT,
+        Limits(
+            site_time_limit=settings.PLATFORM_SITE_TASK_TIME_LIMIT,
+            long_time_limit=settings.PLATFORM_LONG_TASK_TIME_LIMIT,
+            site_max_countdown=settings.PLATFORM_SITE_MAX_COUNTDOWN,
+            long_max_countdown=settings.PLATFORM_LONG_MAX_COUNTDOWN,
+            redelivery_margin=settings.PLATFORM_REDELIVERY_MARGIN,
+        ),
     )
 
 

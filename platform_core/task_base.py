@@ -3,7 +3,9 @@
 import logging
 
 from celery.contrib.django.task import DjangoTask
+from django.conf import settings
 
+from platform_core.attempts import count_redelivery
 from platform_core.rejections import count_rejection
 
 logger = logging.getLogger(__name__)
@@ -13,11 +15,17 @@ class WrongArguments(TypeError):
     """A message whose arguments do not fit the task's signature."""
 
 
+class TooManyAttempts(RuntimeError):
+    """The message was delivered again and again and never completed: given up."""
+
+
 class PlatformTask(DjangoTask):
     # Expected failures are logged as one line, without a traceback.
-    throws = (WrongArguments,)
+    throws = (WrongArguments, TooManyAttempts)
 
     def __call__(self, *args, **kwargs):
+        if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+            self._refuse_if_poison()
         try:
             # Celery's signature stub for this task: binding checks arity/names only.
             self.__header__(*args, **kwargs)
@@ -36,6 +44,23 @@ class PlatformTask(DjangoTask):
                 )
             raise WrongArguments(str(exc)) from None
         return super().__call__(*args, **kwargs)
+
+    def _refuse_if_poison(self) -> None:
+        attempts = count_redelivery(self.request.id)
+        limit = settings.PLATFORM_MAX_ATTEMPTS
+        if attempts > limit:
+            logger.error(
+                "Gave up on %s[%s]: delivered %d times without completing (its worker died "
+                "each time); recorded as failed (PLATFORM_MAX_ATTEMPTS=%d)",
+                self.name,
+                self.request.id,
+                attempts,
+                limit,
+            )
+            count_rejection(
+                self.request.delivery_info.get("routing_key") or "?", "too-many-attempts"
+            )
+            raise TooManyAttempts(f"gave up after {attempts - 1} deliveries that never completed")
 
     @property
     def is_eager(self) -> bool:

@@ -123,6 +123,18 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Hard time limits (s). A site task longer than this belongs on long_running.
 PLATFORM_SITE_TASK_TIME_LIMIT = env_int("PLATFORM_SITE_TASK_TIME_LIMIT", 300)
 PLATFORM_LONG_TASK_TIME_LIMIT = env_int("PLATFORM_LONG_TASK_TIME_LIMIT", 2 * 60 * 60)
+# Longest countdown/ETA accepted per queue (a longer wait would outlive the window).
+PLATFORM_SITE_MAX_COUNTDOWN = env_int("PLATFORM_SITE_MAX_COUNTDOWN", 60)
+PLATFORM_LONG_MAX_COUNTDOWN = env_int("PLATFORM_LONG_MAX_COUNTDOWN", 600)
+# Redelivery window = hard limit + max countdown + this margin (README: broker settings).
+PLATFORM_REDELIVERY_MARGIN = env_int("PLATFORM_REDELIVERY_MARGIN", 60)
+# A message delivered this many times without completing (its worker died each time)
+# is recorded as failed instead of being run again.
+PLATFORM_MAX_ATTEMPTS = env_int("PLATFORM_MAX_ATTEMPTS", 3)
+# Larger messages are rejected before they are decoded.
+PLATFORM_MAX_MESSAGE_BYTES = env_int("PLATFORM_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+# How long the active beat's leader lock lives without a refresh (failover bound).
+PLATFORM_BEAT_LOCK_TTL = env_int("PLATFORM_BEAT_LOCK_TTL", 30)
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
 # Per-queue values (queue, time limits, prefetch, visibility timeout) are set by
@@ -174,6 +186,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 1,
 }
+# Redis connections fail fast instead of hanging on a vanished peer.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-connect-timeout
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-timeout
+CELERY_REDIS_SOCKET_TIMEOUT = 10
 # Workers keep retrying a lost broker connection at start-up and later.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -189,6 +206,10 @@ CELERY_WORKER_CONSUMER = "platform_core.consumer:PlatformConsumer"
 # adds a Redis leader lock so a second beat stays on standby instead of doubling.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-scheduler
 CELERY_BEAT_SCHEDULER = "platform_core.beat:SingleBeatScheduler"
+# Write last_run_at to the database after every task sent, so a standby beat that
+# takes over does not send a tick the failed leader already sent.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-sync-every
+CELERY_BEAT_SYNC_EVERY = 1
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#timezone
 CELERY_TIMEZONE = "UTC"
 

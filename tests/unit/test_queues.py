@@ -3,13 +3,13 @@
 import pytest
 
 from platform_core.celery_factory import queue_settings
-from platform_core.queues import QUEUES, SITES, policy_for, queue_for_task_name
+from platform_core.queues import QUEUES, SITES, Limits, policy_for, queue_for_task_name
 from platform_core.routing import CountdownTooLong, check_countdown, route_by_task_name
 
 
 def test_long_running_has_its_own_unacked_index_and_a_longer_window():
-    site = policy_for("cert", site_time_limit=300, long_time_limit=7200)
-    long = policy_for("long_running", site_time_limit=300, long_time_limit=7200)
+    site = policy_for("cert", Limits())
+    long = policy_for("long_running", Limits())
     site_opts, long_opts = site.transport_options(), long.transport_options()
     # Separate index: the short window can never redeliver a long task.
     assert site_opts["unacked_index_key"] != long_opts["unacked_index_key"]
@@ -22,13 +22,10 @@ def test_long_running_has_its_own_unacked_index_and_a_longer_window():
 
 def test_every_site_shares_one_index_so_redelivery_stays_prompt():
     indexes = {
-        policy_for(site, site_time_limit=300, long_time_limit=7200).transport_options()[
-            "unacked_index_key"
-        ]
-        for site in SITES
+        policy_for(site, Limits()).transport_options()["unacked_index_key"] for site in SITES
     }
     assert indexes == {"unacked_index"}
-    assert policy_for("api", site_time_limit=300, long_time_limit=7200).visibility_timeout <= 600
+    assert policy_for("api", Limits()).visibility_timeout <= 600
 
 
 def test_each_app_gets_its_queue_and_its_policy():

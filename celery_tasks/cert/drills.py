@@ -1,0 +1,15 @@
+"""Fault drills on the cert queue (see platform_core.drills)."""
+
+from platform_core.drills import kill_own_process, record_execution
+from sites.cert.celery_app import cert_app
+
+
+@cert_app.task(bind=True)
+def record(self, token: str, seconds: float = 0) -> int:
+    return record_execution(token, self.request.id, seconds)
+
+
+@cert_app.task
+def kill_worker() -> None:
+    """Kills the pool process running it, every time: a poison message."""
+    kill_own_process()

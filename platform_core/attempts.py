@@ -1,0 +1,26 @@
+"""Counting deliveries of messages whose worker died, to stop a poison task's loop.
+
+With late acks, a task that kills its worker (OOM, segfault) goes back on the queue
+and kills the next worker too, forever (celery#3541, #4984). Only *redelivered*
+messages are counted, so the normal path costs nothing.
+"""
+
+import redis
+from django.conf import settings
+
+ATTEMPTS_KEY = "platform:attempts:{task_id}"
+ATTEMPTS_TTL_SECONDS = 7 * 24 * 60 * 60
+
+
+def count_redelivery(task_id: str) -> int:
+    """Record one more delivery of ``task_id``; return how many deliveries there were."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+    key = ATTEMPTS_KEY.format(task_id=task_id)
+    try:
+        with client.pipeline() as pipe:
+            # The first delivery was not counted: a redelivery is attempt 2 or later.
+            pipe.set(key, 1, nx=True, ex=ATTEMPTS_TTL_SECONDS)
+            pipe.incr(key)
+            return int(pipe.execute()[1])
+    finally:
+        client.close()

@@ -1,0 +1,42 @@
+"""Fault drills: tasks whose every execution is recorded, so duplicates and losses show.
+
+Operators run them to check a deployment (`manage probe` is the quick form); the
+reliability tests inject faults around them.
+"""
+
+import os
+import signal
+import time
+
+import redis
+from django.conf import settings
+
+EXECUTIONS_KEY = "platform:drill:{token}"
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+
+
+def record_execution(token: str, task_id: str, seconds: float) -> int:
+    """Sleep ``seconds``, then count one execution of ``task_id`` under ``token``."""
+    time.sleep(seconds)
+    client = _client()
+    try:
+        return int(client.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1))
+    finally:
+        client.close()
+
+
+def executions(token: str) -> dict[str, int]:
+    client = _client()
+    try:
+        raw = client.hgetall(EXECUTIONS_KEY.format(token=token))
+    finally:
+        client.close()
+    return {key.decode(): int(value) for key, value in raw.items()}
+
+
+def kill_own_process() -> None:
+    """What the OOM killer does to a pool process mid-task."""
+    os.kill(os.getpid(), signal.SIGKILL)

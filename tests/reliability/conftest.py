@@ -1,0 +1,178 @@
+"""Fault injection on real processes: a private redis-server (AOF on, as deployed) and
+worker processes started per test, so a test may kill any of them.
+
+The redelivery window is shortened through the platform's own settings
+(PLATFORM_SITE_TASK_TIME_LIMIT and friends) so that a test waits seconds, not
+minutes; the mechanism is the one production uses.
+"""
+
+import os
+import signal
+import subprocess
+import uuid
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.integration.processes import Process, free_port, manage, wait_for
+
+WORKER_COMMANDS = {
+    "cert": "runcertworker",
+    "long_running": "run_long_running_worker",
+}
+# Site window: 5 s hard limit + 5 s countdown + 5 s margin = 15 s (+ 10 s sweep).
+SHORT_WINDOW_ENV = {
+    "PLATFORM_SITE_TASK_TIME_LIMIT": "5",
+    "PLATFORM_SITE_MAX_COUNTDOWN": "10",
+    "PLATFORM_REDELIVERY_MARGIN": "5",
+    "PLATFORM_LONG_TASK_TIME_LIMIT": "120",
+}
+SITE_WINDOW_SECONDS = 5 + 10 + 5
+SWEEP_SECONDS = 10
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/reliability/" in str(item.fspath):
+            item.add_marker(pytest.mark.reliability)
+            if not item.get_closest_marker("django_db"):
+                item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+class RedisServer:
+    """A redis-server we can stop cleanly, kill -9 and start again on the same data."""
+
+    def __init__(self, directory, port):
+        self.directory, self.port = directory, port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 10, "redis-server to start")
+
+    def ping(self):
+        try:
+            return redis.Redis.from_url(self.url, socket_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    def stop_cleanly(self):
+        self.process.send_signal(signal.SIGTERM)  # AOF is flushed and fsync'd
+        self.process.wait(30)
+
+    def kill_9(self):
+        self.process.kill()
+        self.process.wait(30)
+
+    def client(self):
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.directory.mkdir()
+    server.start()
+    yield server
+    if server.process.poll() is None:
+        server.kill_9()
+
+
+@pytest.fixture
+def platform_env_short(broker, django_db_setup, tmp_path):
+    from django.db import connections
+
+    return {
+        **os.environ,
+        "USE_CELERY": "1",
+        "REDIS_URL": broker.url,
+        "DATABASE_URL": f"sqlite:///{connections['default'].settings_dict['NAME']}",
+        "PYTHONUNBUFFERED": "1",
+        **SHORT_WINDOW_ENV,
+    }
+
+
+@pytest.fixture
+def start_worker(platform_env_short, tmp_path):
+    started = []
+
+    def start(queue="cert", name=None, concurrency=1, extra_env=None):
+        name = name or f"{queue}-{len(started)}"
+        env = {**platform_env_short, **(extra_env or {})}
+        argv = manage(WORKER_COMMANDS[queue], "-c", str(concurrency), "-n", f"{name}@%h")
+        process = Process(f"worker-{name}", argv, env, tmp_path)
+        wait_for(lambda: " ready." in process.log(), 60, f"worker {name} to start")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(timeout=30)
+
+
+@pytest.fixture
+def client(broker):
+    """A producer that imports nothing from the platform: names and queues only."""
+    app = Celery("fault-tests", broker=broker.url, backend=broker.url)
+    app.conf.broker_connection_retry_on_startup = True
+    yield app
+    app.close()
+
+
+def send(client, queue, task, *args, **options):
+    return client.send_task(f"celery_tasks.{queue}.{task}", args=args, queue=queue, **options)
+
+
+def drill_executions(broker, token) -> dict:
+    raw = broker.client().hgetall(f"platform:drill:{token}")
+    return {key.decode(): int(value) for key, value in raw.items()}
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def pool_children(pid: int) -> list[int]:
+    children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    return [int(child) for child in children]
+
+
+FIGURES_FILE = os.environ.get("RELIABILITY_FIGURES", "")
+
+
+@pytest.fixture
+def record_figure(request):
+    """Print (and, with RELIABILITY_FIGURES=path, append) what a fault test measured."""
+
+    def record(fault, **figures):
+        line = f"{request.node.name}: {fault}: " + ", ".join(
+            f"{key}={value:.1f}" if isinstance(value, float) else f"{key}={value}"
+            for key, value in figures.items()
+        )
+        print(line)
+        if FIGURES_FILE:
+            with open(FIGURES_FILE, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+    return record
