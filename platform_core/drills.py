@@ -18,14 +18,24 @@ def _client() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
 
 
-def record_execution(token: str, task_id: str, seconds: float) -> int:
-    """Sleep ``seconds``, then count one execution of ``task_id`` under ``token``."""
+def record_execution(token: str, task_id: str, seconds: float, patience: float = 20) -> int:
+    """Sleep ``seconds``, then count one execution of ``task_id`` under ``token``.
+
+    The count is written to Redis, which a drill may be restarting: keep trying for
+    ``patience`` seconds, so the drill measures the broker, not this write.
+    """
     time.sleep(seconds)
-    client = _client()
-    try:
-        return int(client.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1))
-    finally:
-        client.close()
+    deadline = time.monotonic() + patience
+    while True:
+        client = _client()
+        try:
+            return int(client.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1))
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        finally:
+            client.close()
 
 
 def executions(token: str) -> dict[str, int]:
