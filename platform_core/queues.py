@@ -50,7 +50,7 @@ class QueuePolicy:
             # A broker that vanishes without closing the TCP connection (failover, NAT)
             # must not hang a publish forever.
             "socket_connect_timeout": 2,
-            "socket_timeout": 10,
+            "socket_timeout": 3,
             "socket_keepalive": True,
         }
 

@@ -181,7 +181,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-publish-retry-policy
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
+    "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.5,
     "interval_max": 1,
@@ -190,7 +190,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-connect-timeout
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-timeout
-CELERY_REDIS_SOCKET_TIMEOUT = 10
+CELERY_REDIS_SOCKET_TIMEOUT = 3
 # Workers keep retrying a lost broker connection at start-up and later.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
