@@ -10,10 +10,15 @@ import redis
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def push(redis_url: str, queue: str, body: bytes, content_type: str, task: str) -> str:
+_DEFAULT = object()
+
+
+def push(
+    redis_url: str, queue: str, body: bytes, content_type: str, task: str, headers=_DEFAULT
+) -> str:
     """LPUSH one kombu-format message (Celery protocol 2) onto ``queue``; return its id."""
     task_id = str(uuid.uuid4())
-    headers = {
+    default_headers = {
         "lang": "py",
         "task": task,
         "id": task_id,
@@ -27,6 +32,7 @@ def push(redis_url: str, queue: str, body: bytes, content_type: str, task: str) 
         "argsrepr": "",
         "kwargsrepr": "",
     }
+    headers = default_headers if headers is _DEFAULT else headers
     message = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",

@@ -19,6 +19,9 @@ from tests.integration.processes import Process, free_port, manage, wait_for
 
 WORKER_COMMANDS = {
     "cert": "runcertworker",
+    "green_door": "rungreendoorworker",
+    "pqs": "runpqsworker",
+    "api": "runapiworker",
     "long_running": "run_long_running_worker",
 }
 # Site window: 5 s hard limit + 5 s countdown + 5 s margin = 15 s (+ 10 s sweep).
