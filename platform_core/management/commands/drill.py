@@ -1,0 +1,71 @@
+"""Fault drills on a running platform: send recorded tasks, then report losses and duplicates.
+
+manage drill send --token T --queue cert --count 6 --seconds 4
+(restart, kill or redeploy something)
+manage drill report --token T      → {"sent": 6, "executed": 6, "lost": 0, "duplicates": 0}
+"""
+
+import json
+
+import redis
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from platform_core.beat import LEADER_KEY
+from platform_core.checks import platform_apps
+from platform_core.drills import executions
+from platform_core.queues import QUEUES
+
+SENT_KEY = "platform:drill:{token}:sent"
+
+
+class Command(BaseCommand):
+    help = "Send recorded drill tasks, or report which of them ran (once, twice, never)."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        send = sub.add_parser("send")
+        send.add_argument("--token", required=True)
+        send.add_argument(
+            "--queue", choices=[q for q in QUEUES if q in ("cert", "long_running")], default="cert"
+        )
+        send.add_argument("--count", type=int, default=1)
+        send.add_argument("--seconds", type=float, default=0, help="how long each task runs")
+        for action in ("report", "runs"):
+            sub.add_parser(action).add_argument("--token", required=True)
+        sub.add_parser("leader", help="which beat holds the leader lock (host:pid)")
+
+    def handle(self, *args, **options):
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        if options["action"] == "leader":
+            leader = client.get(LEADER_KEY)
+            self.stdout.write(leader.decode() if leader else "none")
+            return
+        if options["action"] == "runs":  # how many executions, of any task, were recorded
+            self.stdout.write(str(sum(executions(options["token"]).values())))
+            return
+        key = SENT_KEY.format(token=options["token"])
+        if options["action"] == "send":
+            app = platform_apps()[options["queue"]]
+            if app.conf.task_always_eager:
+                raise CommandError("USE_CELERY is off: a drill would run here, not on a worker")
+            name = f"celery_tasks.{options['queue']}.drills.record"
+            for _ in range(options["count"]):
+                result = app.send_task(name, args=[options["token"], options["seconds"]])
+                client.sadd(key, result.id)
+            client.expire(key, 7 * 24 * 3600)
+            self.stdout.write(f"sent {options['count']} to {options['queue']}")
+            return
+        sent = {member.decode() for member in client.smembers(key)}
+        ran = executions(options["token"])
+        self.stdout.write(
+            json.dumps(
+                {
+                    "sent": len(sent),
+                    "executed": len(sent & set(ran)),
+                    "lost": len(sent - set(ran)),
+                    "duplicates": sum(count - 1 for count in ran.values()),
+                    "runs": sum(ran.values()),
+                }
+            )
+        )
