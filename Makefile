@@ -21,8 +21,11 @@ test:
 	$(MAKE) molecule-default
 	$(MAKE) molecule-multihost
 
+# The fault tests append what they measured to var/reliability-figures.txt.
 pytest:
-	.venv/bin/python -m pytest
+	mkdir -p var && rm -f var/reliability-figures.txt
+	RELIABILITY_FIGURES=$(CURDIR)/var/reliability-figures.txt .venv/bin/python -m pytest
+	@echo "--- reliability figures ---"; cat var/reliability-figures.txt
 
 lint:
 	.venv/bin/ruff check .
