@@ -12,6 +12,14 @@ from dataclasses import dataclass
 SITES = ("cert", "green_door", "pqs", "api")
 LONG_RUNNING = "long_running"
 QUEUES = (*SITES, LONG_RUNNING)
+# The management command that starts each queue's worker.
+WORKER_COMMANDS = {
+    "cert": "runcertworker",
+    "green_door": "rungreendoorworker",
+    "pqs": "runpqsworker",
+    "api": "runapiworker",
+    LONG_RUNNING: "run_long_running_worker",
+}
 
 # How often a worker sweeps its unacked index for messages of dead workers.
 RESTORE_SWEEP_SECONDS = 10

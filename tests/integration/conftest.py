@@ -8,16 +8,8 @@ import subprocess
 import pytest
 import redis
 
-from platform_core.queues import QUEUES
+from platform_core.queues import QUEUES, WORKER_COMMANDS
 from tests.integration.processes import Process, free_port, manage, wait_for
-
-WORKER_COMMANDS = {
-    "cert": "runcertworker",
-    "green_door": "rungreendoorworker",
-    "pqs": "runpqsworker",
-    "api": "runapiworker",
-    "long_running": "run_long_running_worker",
-}
 
 
 def pytest_collection_modifyitems(items):

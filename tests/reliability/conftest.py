@@ -15,16 +15,10 @@ import pytest
 import redis
 from celery import Celery
 
+from platform_core.queues import WORKER_COMMANDS
 from tests.integration.processes import Process, free_port, manage, wait_for
 
-WORKER_COMMANDS = {
-    "cert": "runcertworker",
-    "green_door": "rungreendoorworker",
-    "pqs": "runpqsworker",
-    "api": "runapiworker",
-    "long_running": "run_long_running_worker",
-}
-# Site window: 5 s hard limit + 5 s countdown + 5 s margin = 15 s (+ 10 s sweep).
+# Site window: 5 s hard limit + 10 s countdown + 5 s margin = 20 s (+ 10 s sweep).
 SHORT_WINDOW_ENV = {
     "PLATFORM_SITE_TASK_TIME_LIMIT": "5",
     "PLATFORM_SITE_MAX_COUNTDOWN": "10",

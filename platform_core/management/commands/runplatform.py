@@ -12,15 +12,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.launcher import redacted, require_celery_on
-from platform_core.queues import LONG_RUNNING, SITES
+from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
 
-WORKER_COMMANDS = {
-    "cert": "runcertworker",
-    "green_door": "rungreendoorworker",
-    "pqs": "runpqsworker",
-    "api": "runapiworker",
-    LONG_RUNNING: "run_long_running_worker",
-}
 # Ctrl-C: give running tasks this long to finish (warm shutdown) before SIGKILL.
 STOP_GRACE_SECONDS = 60
 
