@@ -1,6 +1,6 @@
 """Fault drills on the cert queue (see platform_core.drills)."""
 
-from platform_core.drills import kill_own_process, record_execution
+from platform_core.drills import count_noop, kill_own_process, record_execution, record_pickup
 from sites.cert.celery_app import cert_app
 
 
@@ -13,3 +13,15 @@ def record(self, token: str, seconds: float = 0) -> int:
 def kill_worker() -> None:
     """Kills the pool process running it, every time: a poison message."""
     kill_own_process()
+
+
+@cert_app.task
+def noop() -> None:
+    """A task that does nothing but count itself (benchmarks, see bench/)."""
+    count_noop()
+
+
+@cert_app.task
+def pickup(sent_at: float) -> None:
+    """Records how long the task waited to be picked up (benchmarks)."""
+    record_pickup(sent_at)

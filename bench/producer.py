@@ -1,0 +1,102 @@
+"""A fresh "web-like" process that enqueues: python -m bench.producer SYSTEM MODE N.
+
+Prints one JSON object. Modes: enqueue (µs per call), throughput (tasks/s from the
+first enqueue to the last execution), pickup (ms from send to start, one at a time).
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+import redis
+
+
+def senders(system):
+    """(send a no-op, send a pickup probe) for ``system``."""
+    if system == "platform":
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.cert.settings")
+        import django
+
+        django.setup()
+        from celery_tasks.cert.drills import noop, pickup
+
+        return noop.delay, pickup.delay
+    if system == "celery":
+        from bench.systems.stock_celery import noop, pickup
+
+        return noop.delay, pickup.delay
+    if system == "dramatiq":
+        from bench.systems.dramatiq_app import noop, pickup
+
+        return noop.send, pickup.send
+    if system == "huey":
+        from bench.systems.huey_app import noop, pickup
+
+        return noop, pickup
+    raise SystemExit(f"unknown system {system}")
+
+
+def enqueue_cost(send, n):
+    for _ in range(50):  # warm connections and caches
+        send()
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(n):
+            send()
+        runs.append((time.perf_counter() - started) / n * 1e6)
+    return {"enqueue_us": statistics.median(runs), "runs_us": runs}
+
+
+def throughput(send, n, client, timeout=300):
+    client.delete("bench:count")
+    started = time.perf_counter()
+    for _ in range(n):
+        send()
+    deadline = started + timeout
+    done = 0
+    while time.perf_counter() < deadline:
+        done = int(client.get("bench:count") or 0)
+        if done >= n:
+            break
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - started
+    return {"tasks_per_s": done / elapsed, "sent": n, "ran": done}
+
+
+def pickup(send_pickup, n, client):
+    client.delete("bench:pickup")
+    for index in range(n):
+        send_pickup(time.time())
+        deadline = time.perf_counter() + 10
+        while client.llen("bench:pickup") <= index and time.perf_counter() < deadline:
+            time.sleep(0.0002)
+    samples = sorted(float(x) * 1000 for x in client.lrange("bench:pickup", 0, -1))
+    if not samples:
+        return {"p50_ms": None, "p99_ms": None, "samples": 0}
+    return {
+        "p50_ms": statistics.median(samples),
+        "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "samples": len(samples),
+    }
+
+
+def main():
+    system, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    send, send_pickup = senders(system)
+    if mode == "enqueue":
+        result = enqueue_cost(send, n)
+    elif mode == "throughput":
+        result = throughput(send, n, client)
+    elif mode == "pickup":
+        result = pickup(send_pickup, n, client)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
