@@ -1,4 +1,4 @@
-.PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest
+.PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest bench
 
 # timer: every playbook run (converge, idempotence, verify) reports how long it took.
 ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 \
@@ -50,3 +50,9 @@ molecule-multihost: artifact
 # make deploy INVENTORY=production
 deploy: artifact
 	cd ansible && $(ANSIBLE_ENV) ansible-playbook -i inventories/$(INVENTORY)/hosts.yml site.yml
+
+# Performance beside stock Celery, Dramatiq and Huey (not a test: prints figures).
+bench:
+	scripts/bootstrap
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
+	.venv/bin/python -m bench.run
