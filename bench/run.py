@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from platform_core.queues import WORKER_COMMANDS
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 N = int(os.environ.get("BENCH_N", "5000"))
@@ -105,16 +107,10 @@ def producer(system, mode, n, env):
 def worker_argv(system, queue="cert", name=None):
     name = name or queue
     if system == "platform":
-        return [
-            PY,
-            "manage.py",
-            f"run{queue.replace('_', '')}worker"
-            if queue != "long_running"
-            else "run_long_running_worker",
-            "-n",
-            f"{name}@%h",
-        ]
+        return [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
     if system == "celery":
+        # The single-worker runs use stock defaults: the default queue ("celery").
+        queues = ["-Q", queue] if name != "single" else []
         return [
             PY,
             "-m",
@@ -122,8 +118,7 @@ def worker_argv(system, queue="cert", name=None):
             "-A",
             "bench.systems.stock_celery",
             "worker",
-            "-Q",
-            queue,
+            *queues,
             "-n",
             f"{name}@%h",
             "--loglevel",
@@ -174,7 +169,7 @@ def measure_system(system, env, logs, client):
     client.flushdb()
     figures.update(producer(system, "enqueue", 2000, env))  # no worker: enqueue only
     client.flushdb()
-    started = fleet.start(f"{system}-worker", worker_argv(system))
+    started = fleet.start(f"{system}-worker", worker_argv(system, name="single"))
     try:
         wait_until_serving(system, env)
         time.sleep(2)
