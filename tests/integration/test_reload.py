@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -62,4 +61,3 @@ def test_new_task_module_is_discovered_after_a_reload(reloading_worker):
         assert result.stdout.strip() == "42", result.stderr
     finally:
         MODULE.unlink(missing_ok=True)
-    assert not Path(MODULE).exists()
