@@ -1,6 +1,5 @@
 """Real redis-server on a free loopback port, real worker processes, real database."""
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -8,7 +7,8 @@ import subprocess
 import pytest
 import redis
 
-from platform_core.queues import QUEUES, WORKER_COMMANDS
+from platform_core.checks import platform_apps
+from platform_core.queues import WORKER_COMMANDS
 from tests.integration.processes import Process, free_port, manage, wait_for
 
 
@@ -88,13 +88,6 @@ def platform_env(redis_url, django_db_setup, partner_port):
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")
-
-
-def platform_apps() -> dict:
-    return {
-        queue: getattr(importlib.import_module(f"sites.{queue}.celery_app"), f"{queue}_app")
-        for queue in QUEUES
-    }
 
 
 @pytest.fixture(autouse=True)
