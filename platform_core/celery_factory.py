@@ -8,7 +8,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from platform_core import transport
+from platform_core import results, transport
 from platform_core.discovery import task_modules
 from platform_core.eager import apply_by_name
 from platform_core.launcher import redacted
@@ -65,6 +65,7 @@ def queue_settings(queue: str) -> dict:
 
 def create_app(queue: str) -> PlatformCelery:
     transport.install()
+    results.install()
     app = PlatformCelery(
         queue,
         task_cls="platform_core.task_base:PlatformTask",
