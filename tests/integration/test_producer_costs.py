@@ -23,4 +23,5 @@ def test_publishing_reuses_one_redis_client_per_channel(workers, client_app):
         probe.whoami.apply_async(producer=producer)
         first = channel._sync_client
         probe.whoami.apply_async(producer=producer)
-        assert first is not None and channel._sync_client is first
+        assert first is not None
+        assert channel._sync_client is first
