@@ -8,9 +8,24 @@ platform.pyz watchfiles <args …>          (used by --reload)
 import os
 import sys
 
+from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
+
+
+def settings_for(argv: list[str]) -> str:
+    """The settings a command runs under: a worker's own site, so it starts in-process."""
+    command = argv[1] if len(argv) > 1 else ""
+    queue = {command: queue for queue, command in WORKER_COMMANDS.items()}.get(command)
+    if command == "runworker" and len(argv) > 2:
+        queue = argv[2]
+    if queue == LONG_RUNNING:
+        queue = os.environ.get("LONG_RUNNING_SITE", "cert")  # checked by the settings
+    if queue in SITES:
+        return f"sites.{queue}.settings"
+    return "sites.cert.settings"
+
 
 def run_manage(argv: list[str]) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.cert.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_for(argv))
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 

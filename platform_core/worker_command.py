@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from platform_core.launcher import celery_argv, exec_celery, require_celery_on, wait_for_broker
+from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
 from platform_core.queues import LONG_RUNNING
 
 
@@ -64,4 +64,4 @@ class WorkerCommand(BaseCommand):
         if options["beat"]:
             argv += ["--beat"]
         argv += self.celery_args
-        exec_celery(argv, self.settings_module(), reload=options["reload"])
+        run_celery(argv, self.settings_module(), reload=options["reload"])

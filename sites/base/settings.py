@@ -169,8 +169,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Events feed Flower.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-send-task-events
 CELERY_WORKER_SEND_TASK_EVENTS = True
+# Off by default: the "task-sent" event is a second Redis round trip inside every
+# .delay() (~40 % of the enqueue cost). Flower then lists a task from "received" on;
+# PLATFORM_SEND_SENT_EVENT=1 brings the "sent" state back (docs/performance.md).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-send-sent-event
-CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TASK_SEND_SENT_EVENT = env_bool("PLATFORM_SEND_SENT_EVENT", default=False)
 # Off: a STARTED state costs two Redis round trips per task (read, then write the
 # result key). Flower still shows "started" from the task-started event.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-track-started

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from platform_core.launcher import celery_argv, exec_celery, require_celery_on, wait_for_broker
+from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
 
 
 class Command(BaseCommand):
@@ -20,4 +20,4 @@ class Command(BaseCommand):
         wait_for_broker(options["broker_wait"])
         site = settings.SITE_NAME
         argv = celery_argv(site, "beat", "--loglevel", options["loglevel"])
-        exec_celery(argv, f"sites.{site}.settings", reload=options["reload"])
+        run_celery(argv, f"sites.{site}.settings", reload=options["reload"])
