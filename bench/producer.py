@@ -1,7 +1,8 @@
 """A fresh "web-like" process that enqueues: python -m bench.producer SYSTEM MODE N.
 
 Prints one JSON object. Modes: enqueue (µs per call), throughput (tasks/s from the
-first enqueue to the last execution), pickup (ms from send to start, one at a time).
+first enqueue to the last execution), pickup (ms from send to start, one at a time),
+flood QUEUE (N tasks onto another queue, for the isolation figure).
 """
 
 import json
@@ -83,8 +84,32 @@ def pickup(send_pickup, n, client):
     }
 
 
+def flooder(system, queue):
+    """Sends one no-op-like task to ``queue`` (platform: by name, as any site would)."""
+    if system == "platform":
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.cert.settings")
+        import django
+
+        django.setup()
+        from sites.cert.celery_app import cert_app
+
+        name = f"celery_tasks.{queue}.probe.whoami"
+        return lambda: cert_app.send_task(name)
+    if system == "celery":
+        from bench.systems.stock_celery import noop
+
+        return lambda: noop.apply_async(queue=queue)
+    raise SystemExit(f"no flood for {system}")
+
+
 def main():
     system, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "flood":
+        send = flooder(system, sys.argv[4])
+        for _ in range(n):
+            send()
+        print(json.dumps({"flooded": n}))
+        return
     client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     send, send_pickup = senders(system)
     if mode == "enqueue":
