@@ -228,6 +228,7 @@ def start_beat_and_flower(system, fleet, logs):
 
 def isolation(system, env, client):
     """The cert queue's pickup p99 idle, then while the other four queues are flooded."""
+    env = {**env, "BENCH_QUEUE": "cert"}
     idle = producer(system, "pickup", PICKUPS, env)
     others = ("green_door", "pqs", "api", "long_running")
     floods = [
@@ -242,6 +243,8 @@ def isolation(system, env, client):
     for flood in floods:
         flood.wait(600)
     flooded = producer(system, "pickup", PICKUPS, env)
+    if flooded["samples"] < PICKUPS or idle["samples"] < PICKUPS:
+        raise RuntimeError(f"{system}: cert pickups went missing: {idle}, {flooded}")
     backlog = sum(client.llen(queue) for queue in others)
     return {
         "fleet_idle_p99_ms": idle["p99_ms"],
