@@ -9,7 +9,6 @@ import os
 import platform as host
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import redis
-
 from platform_core.queues import WORKER_COMMANDS
+from tests.integration.processes import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -27,12 +25,6 @@ N = int(os.environ.get("BENCH_N", "5000"))
 PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "3000"))  # tasks per other queue (isolation)
 SITES = ("cert", "green_door", "pqs", "api")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Fleet:
@@ -288,33 +280,10 @@ def measure_fleet(system, env, logs, client):
 
 def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis.from_url(url)
-    for _ in range(50):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
+    server = RedisServer(workdir, free_port())  # AOF everysec, as deployed
+    server.start()
+    url = server.url
+    client = server.client()
     subprocess.run(
         [PY, "manage.py", "migrate", "-v0"],
         cwd=ROOT,
@@ -342,8 +311,7 @@ def main():
             print(f"measuring the {system} fleet …", file=sys.stderr)
             results[system].update(measure_fleet(system, env, workdir, client))
     finally:
-        server.terminate()
-        server.wait()
+        server.stop_cleanly()
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     print_table(results)
     print(f"\nraw figures: {workdir / 'results.json'}", file=sys.stderr)

@@ -8,7 +8,13 @@ platform.pyz watchfiles <args …>          (used by --reload)
 import os
 import sys
 
-from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
+from platform_core.queues import (
+    LONG_RUNNING,
+    QUEUES,
+    SITES,
+    WORKER_COMMANDS,
+    worker_settings_module,
+)
 
 
 def settings_for(argv: list[str]) -> str:
@@ -17,11 +23,10 @@ def settings_for(argv: list[str]) -> str:
     queue = {command: queue for queue, command in WORKER_COMMANDS.items()}.get(command)
     if command == "runworker" and len(argv) > 2:
         queue = argv[2]
-    if queue == LONG_RUNNING:
-        queue = os.environ.get("LONG_RUNNING_SITE", "cert")  # checked by the settings
-    if queue in SITES:
-        return f"sites.{queue}.settings"
-    return "sites.cert.settings"
+    long_running_site = os.environ.get("LONG_RUNNING_SITE", "cert")
+    if queue in QUEUES and (queue != LONG_RUNNING or long_running_site in SITES):
+        return worker_settings_module(queue, long_running_site)
+    return "sites.cert.settings"  # whose validation names a bad LONG_RUNNING_SITE
 
 
 def run_manage(argv: list[str]) -> None:

@@ -106,6 +106,11 @@ def queue_for_task_name(name: str) -> str | None:
     return None
 
 
+def worker_settings_module(queue: str, long_running_site: str) -> str:
+    """The settings a queue's worker runs under: its site's, or LONG_RUNNING_SITE's."""
+    return f"sites.{long_running_site if queue == LONG_RUNNING else queue}.settings"
+
+
 def validate_site(name: str, setting: str) -> str:
     if name not in SITES:
         from django.core.exceptions import ImproperlyConfigured

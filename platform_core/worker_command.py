@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
-from platform_core.queues import LONG_RUNNING
+from platform_core.queues import worker_settings_module
 
 
 class WorkerCommand(BaseCommand):
@@ -41,8 +41,7 @@ class WorkerCommand(BaseCommand):
         )
 
     def settings_module(self) -> str:
-        site = settings.LONG_RUNNING_SITE if self.queue == LONG_RUNNING else self.queue
-        return f"sites.{site}.settings"
+        return worker_settings_module(self.queue, settings.LONG_RUNNING_SITE)
 
     def handle(self, *args, **options):
         require_celery_on()

@@ -2,14 +2,12 @@
 
 import os
 import shutil
-import subprocess
 
 import pytest
-import redis
 
 from platform_core.checks import platform_apps
 from platform_core.queues import WORKER_COMMANDS
-from tests.integration.processes import Process, free_port, manage, wait_for
+from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
 
 
 def pytest_collection_modifyitems(items):
@@ -29,35 +27,11 @@ def redis_url(tmp_path_factory):
         pytest.fail("redis-server is not installed; run scripts/bootstrap (make test does)")
     url = os.environ["REDIS_URL"]
     port = url.rsplit(":", 1)[1].split("/")[0]
-    data = tmp_path_factory.mktemp("redis")
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            port,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis.from_url(url)
-
-    def up():
-        try:
-            return client.ping()
-        except redis.ConnectionError:
-            return False
-
-    wait_for(up, 10, "redis-server")
+    # No persistence: this server lives for one test session only.
+    server = RedisServer(tmp_path_factory.mktemp("redis"), int(port), appendonly=False)
+    server.start()
     yield url
-    server.terminate()
-    server.wait(10)
+    server.stop_cleanly()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,3 +64,54 @@ class Process:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+class RedisServer:
+    """A private redis-server on loopback, persisted as deployed (AOF everysec,
+    noeviction) unless ``appendonly=False``; it can be stopped cleanly, killed -9 and
+    started again on the same data."""
+
+    def __init__(self, directory, port, appendonly=True):
+        self.directory, self.port, self.appendonly = directory, port, appendonly
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 10, "redis-server to start")
+
+    def ping(self):
+        try:
+            return redis.Redis.from_url(self.url, socket_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    def stop_cleanly(self):
+        self.process.send_signal(signal.SIGTERM)  # AOF is flushed and fsync'd
+        self.process.wait(30)
+
+    def kill_9(self):
+        self.process.kill()
+        self.process.wait(30)
+
+    def client(self):
+        return redis.Redis.from_url(self.url)

@@ -7,16 +7,13 @@ minutes; the mechanism is the one production uses.
 """
 
 import os
-import signal
-import subprocess
 import uuid
 
 import pytest
-import redis
 from celery import Celery
 
 from platform_core.queues import WORKER_COMMANDS
-from tests.integration.processes import Process, free_port, manage, wait_for
+from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
 
 # Site window: 5 s hard limit + 10 s countdown + 5 s margin = 20 s (+ 10 s sweep).
 SHORT_WINDOW_ENV = {
@@ -35,55 +32,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.reliability)
             if not item.get_closest_marker("django_db"):
                 item.add_marker(pytest.mark.django_db(transaction=True))
-
-
-class RedisServer:
-    """A redis-server we can stop cleanly, kill -9 and start again on the same data."""
-
-    def __init__(self, directory, port):
-        self.directory, self.port = directory, port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(self.ping, 10, "redis-server to start")
-
-    def ping(self):
-        try:
-            return redis.Redis.from_url(self.url, socket_timeout=1).ping()
-        except redis.RedisError:
-            return False
-
-    def stop_cleanly(self):
-        self.process.send_signal(signal.SIGTERM)  # AOF is flushed and fsync'd
-        self.process.wait(30)
-
-    def kill_9(self):
-        self.process.kill()
-        self.process.wait(30)
-
-    def client(self):
-        return redis.Redis.from_url(self.url)
 
 
 @pytest.fixture
