@@ -27,6 +27,32 @@ def _describe(message) -> str:
 
 
 class PlatformConsumer(Consumer):
+    _event_flush_pending = False
+
+    def on_send_event_buffered(self):
+        # Celery buffers task events and publishes the buffer as one "task.multi"
+        # message on the next loop turn, which on a busy worker means one PUBLISH per
+        # event. Waiting PLATFORM_EVENT_FLUSH_MS gathers them into one.
+        if self.hub and not self._event_flush_pending:
+            self._event_flush_pending = True
+            self.hub.call_later(
+                settings.PLATFORM_EVENT_FLUSH_MS / 1000, self._flush_gathered_events
+            )
+
+    def _flush_gathered_events(self):
+        self._event_flush_pending = False
+        self._flush_events()
+
+    def shutdown(self):
+        # Events still gathered (e.g. of the tasks a warm shutdown waited for) go out
+        # before the dispatcher closes; stock Celery drops them.
+        if self.event_dispatcher:
+            try:
+                self.event_dispatcher.flush(errors=False)
+            except Exception as exc:  # best effort, as events are
+                logging.getLogger(__name__).warning("Task events not sent at shutdown: %s", exc)
+        super().shutdown()
+
     @property
     def _queue(self) -> str:
         return self.app.conf.task_default_queue

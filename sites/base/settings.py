@@ -135,6 +135,9 @@ PLATFORM_MAX_ATTEMPTS = env_int("PLATFORM_MAX_ATTEMPTS", 3)
 PLATFORM_MAX_MESSAGE_BYTES = env_int("PLATFORM_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 # How long the active beat's leader lock lives without a refresh (failover bound).
 PLATFORM_BEAT_LOCK_TTL = env_int("PLATFORM_BEAT_LOCK_TTL", 30)
+# Milliseconds a worker gathers task events before publishing them as one message
+# (Flower sees a task at most this much later; docs/performance.md).
+PLATFORM_EVENT_FLUSH_MS = env_int("PLATFORM_EVENT_FLUSH_MS", 50)
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
 # Per-queue values (queue, time limits, prefetch, visibility timeout) are set by
@@ -199,9 +202,12 @@ CELERY_REDIS_SOCKET_TIMEOUT = 3
 # Workers keep retrying a lost broker connection at start-up and later.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Restart pool processes now and then: guards against leaks in task code.
+# Restart pool processes now and then: guards against leaks in task code that the
+# memory limit below does not see (file descriptors, sockets). Every restart is a
+# fork the worker's main process pays for (~10 % of its time at 1000 with no-op
+# tasks; docs/performance.md).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-tasks-per-child
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 10_000
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-max-memory-per-child
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = 400_000  # KiB
 # One-line rejection of malformed, unknown and non-JSON messages.
