@@ -5,6 +5,7 @@ share is decided here once.
 """
 
 from celery import Celery
+from django.conf import settings
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -52,6 +53,8 @@ def queue_settings(queue: str) -> dict:
     transport_options = queue_policy.transport_options()
     return {
         "task_default_queue": queue,
+        # Task events feed Flower; an operator may switch them off per queue.
+        "worker_send_task_events": queue not in settings.PLATFORM_TASK_EVENTS_OFF,
         "task_routes": (route_by_task_name,),
         "task_soft_time_limit": queue_policy.soft_time_limit,
         "task_time_limit": queue_policy.hard_time_limit,

@@ -30,6 +30,11 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
 
 
+def env_list(name: str) -> list[str]:
+    """A comma-separated variable as a list, blanks dropped."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def env_required(name: str, hint: str) -> str:
     value = os.environ.get(name, "")
     if not value:

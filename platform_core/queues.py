@@ -120,3 +120,15 @@ def validate_site(name: str, setting: str) -> str:
             f"set {setting} to one of: {', '.join(SITES)}"
         )
     return name
+
+
+def validate_queues(names: list[str], setting: str) -> list[str]:
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{setting} names {', '.join(map(repr, unknown))}, not a queue of this platform; "
+            f"use a comma-separated list of: {', '.join(QUEUES)}"
+        )
+    return names

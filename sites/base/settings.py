@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from platform_core.env import env_bool, env_int, env_required
+from platform_core.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("PLATFORM_VAR_DIR", BASE_DIR / "var"))
@@ -138,6 +138,9 @@ PLATFORM_BEAT_LOCK_TTL = env_int("PLATFORM_BEAT_LOCK_TTL", 30)
 # Milliseconds a worker gathers task events before publishing them as one message
 # (Flower sees a task at most this much later; docs/performance.md).
 PLATFORM_EVENT_FLUSH_MS = env_int("PLATFORM_EVENT_FLUSH_MS", 50)
+# Queues whose workers send no task events (Flower then shows none of their tasks),
+# comma-separated, e.g. "api,long_running". Default: every queue's workers send them.
+PLATFORM_TASK_EVENTS_OFF = env_list("PLATFORM_TASK_EVENTS_OFF")
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
 # Per-queue values (queue, time limits, prefetch, visibility timeout) are set by
@@ -225,6 +228,7 @@ CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
 
 # Fail at start-up, naming the variable, rather than deep inside a worker.
-from platform_core.queues import validate_site  # noqa: E402
+from platform_core.queues import validate_queues, validate_site  # noqa: E402
 
 validate_site(LONG_RUNNING_SITE, "LONG_RUNNING_SITE")
+validate_queues(PLATFORM_TASK_EVENTS_OFF, "PLATFORM_TASK_EVENTS_OFF")

@@ -65,6 +65,26 @@ def test_flower_lists_all_five_workers_with_credentials(flower):
     assert seen == {"cert", "green_door", "pqs", "api", "long_running"}
 
 
+def test_flower_sees_the_tasks_of_every_queue(flower, client_app):
+    port, _ = flower
+    sent = {
+        queue: client_app.send_task(f"celery_tasks.{queue}.probe.whoami").id
+        for queue in ("cert", "green_door", "pqs", "api", "long_running")
+    }
+
+    def states():
+        with _request(port, "/api/tasks", auth=f"admin:{PASSWORD}") as response:
+            tasks = json.load(response)
+        return {queue: (tasks.get(task_id) or {}).get("state") for queue, task_id in sent.items()}
+
+    def all_succeeded():
+        seen = states()
+        return seen if set(seen.values()) == {"SUCCESS"} else None
+
+    seen = wait_for(all_succeeded, 30, "Flower to see every probe succeed (from task events)")
+    assert set(seen) == set(sent)
+
+
 def _listening_addresses(port: int) -> set[str]:
     """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp*)."""
     found = set()

@@ -61,3 +61,19 @@ def test_countdown_beyond_the_redelivery_window_is_refused():
     with pytest.raises(CountdownTooLong, match="exceeds the cert queue's limit of 60 s"):
         check_countdown("celery_tasks.cert.x.y", "cert", 3600, None)
     check_countdown("celery_tasks.long_running.x.y", "long_running", 300, None)
+
+
+def test_task_events_are_on_for_every_queue_unless_switched_off(settings):
+    assert all(queue_settings(queue)["worker_send_task_events"] for queue in QUEUES)
+    settings.PLATFORM_TASK_EVENTS_OFF = ["api"]
+    assert not queue_settings("api")["worker_send_task_events"]
+    assert queue_settings("cert")["worker_send_task_events"]
+
+
+def test_an_unknown_queue_in_task_events_off_is_named():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from platform_core.queues import validate_queues
+
+    with pytest.raises(ImproperlyConfigured, match="'kitchen', not a queue"):
+        validate_queues(["api", "kitchen"], "PLATFORM_TASK_EVENTS_OFF")
