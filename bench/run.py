@@ -58,8 +58,7 @@ class Fleet:
         self.procs = []
 
 
-def tree_memory_mb(pid):
-    """RSS and PSS (KiB summed over the process and its descendants) in MB."""
+def process_tree(pid):
     pids, stack = [], [pid]
     while stack:
         current = stack.pop()
@@ -70,8 +69,27 @@ def tree_memory_mb(pid):
             ]
         except OSError:
             pass
+    return pids
+
+
+def tree_cpu_seconds(pid):
+    """CPU time (user + system) of a process, its live descendants and its reaped ones."""
+    ticks = 0
+    for current in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if current == pid:
+            ticks += int(fields[13]) + int(fields[14])  # children it has reaped
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_memory_mb(pid):
+    """RSS and PSS (KiB summed over the process and its descendants) in MB."""
     rss = pss = 0
-    for current in pids:
+    for current in process_tree(pid):
         try:
             for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Rss:"):
@@ -156,7 +174,7 @@ def wait_until_serving(system, env, timeout=120):
     raise RuntimeError(f"{system} worker did not start serving")
 
 
-def measure_system(system, env, logs, client):
+def measure_system(system, env, logs, client, redis_pid):
     fleet = Fleet(env, logs)
     figures = {}
     client.flushdb()
@@ -169,7 +187,14 @@ def measure_system(system, env, logs, client):
         rss, pss = tree_memory_mb(started.pid)
         figures.update(worker_rss_mb=rss, worker_pss_mb=pss)
         figures.update(producer(system, "pickup", PICKUPS, env))
+        # CPU per task (worker tree, Redis) over the three runs: on 2 shared cores the
+        # sum of what every process spends per task bounds the throughput.
+        cpu_before = tree_cpu_seconds(started.pid), tree_cpu_seconds(redis_pid)
         runs = [producer(system, "throughput", N, env) for _ in range(3)]
+        ran = sum(r["ran"] for r in runs) or 1
+        worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
+        figures["worker_cpu_ms_per_task"] = worker_cpu / ran * 1e3
+        figures["redis_cpu_us_per_task"] = (tree_cpu_seconds(redis_pid) - cpu_before[1]) / ran * 1e6
         figures["tasks_per_s"] = statistics.median(r["tasks_per_s"] for r in runs)
         figures["all_ran"] = all(r["ran"] == r["sent"] for r in runs)
         figures["throughput_runs"] = runs
@@ -306,7 +331,7 @@ def main():
     try:
         for system in ("platform", "celery", "dramatiq", "huey"):
             print(f"measuring {system} …", file=sys.stderr)
-            results[system] = measure_system(system, env, workdir, client)
+            results[system] = measure_system(system, env, workdir, client, server.process.pid)
         for system in ("platform", "celery"):
             print(f"measuring the {system} fleet …", file=sys.stderr)
             results[system].update(measure_fleet(system, env, workdir, client))
@@ -330,15 +355,17 @@ def print_table(results):
     )
     print(
         "| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock) | pickup p50 / p99 ms"
-        " | idle worker RSS / PSS MB | every task ran |"
+        " | idle worker RSS / PSS MB | worker CPU ms / task | Redis CPU µs / task"
+        " | every task ran |"
     )
-    print("|---|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         print(
             f"| {name} | {r['enqueue_us']:.0f} ({r['enqueue_us'] / stock['enqueue_us']:.2f}) | "
             f"{r['tasks_per_s']:.0f} ({r['tasks_per_s'] / stock['tasks_per_s']:.2f}) | "
             f"{fmt(r['p50_ms'], '.1f')} / {fmt(r['p99_ms'], '.1f')} | "
             f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} | "
+            f"{r['worker_cpu_ms_per_task']:.2f} | {r['redis_cpu_us_per_task']:.0f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
     print(
