@@ -2,7 +2,8 @@
 
 Prints one JSON object. Modes: enqueue (µs per call), throughput (tasks/s from the
 first enqueue to the last execution), pickup (ms from send to start, one at a time),
-flood QUEUE (N tasks onto another queue, for the isolation figure).
+flood QUEUE (N tasks onto another queue, for the isolation figure). With
+BENCH_FLOODED_QUEUES=a,b pickups are only sampled while those queues hold a backlog.
 """
 
 import json
@@ -73,9 +74,12 @@ def throughput(send, n, client, timeout=300):
     return {"tasks_per_s": done / elapsed, "sent": n, "ran": done}
 
 
-def pickup(send_pickup, n, client):
+def pickup(send_pickup, n, client, flooded=()):
+    """``flooded``: queues whose backlog must last; sampling stops when it is gone."""
     client.delete("bench:pickup")
     for index in range(n):
+        if flooded and not sum(client.llen(queue) for queue in flooded):
+            break
         send_pickup(time.time())
         deadline = time.perf_counter() + 10
         while client.llen("bench:pickup") <= index and time.perf_counter() < deadline:
@@ -125,7 +129,8 @@ def main():
     elif mode == "throughput":
         result = throughput(send, n, client)
     elif mode == "pickup":
-        result = pickup(send_pickup, n, client)
+        flooded = [q for q in os.environ.get("BENCH_FLOODED_QUEUES", "").split(",") if q]
+        result = pickup(send_pickup, n, client, flooded)
     else:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(result))
