@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from platform_core.queues import WORKER_COMMANDS
+from platform_core.queues import QUEUES, WORKER_COMMANDS
 from tests.integration.processes import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,6 @@ N = int(os.environ.get("BENCH_N", "5000"))
 PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
 MIN_FLOODED_SAMPLES = 100  # fewer pickups while flooded: no isolation figure (raise BENCH_FLOOD)
-SITES = ("cert", "green_door", "pqs", "api")
 
 
 class Fleet:
@@ -215,7 +214,7 @@ def time_until_all_ping(control, started, timeout=120):
     while time.monotonic() - started < timeout:
         replies = control.control.ping(timeout=0.3) or []
         names = {name.split("@")[0] for reply in replies for name in reply}
-        if names >= {*SITES, "long_running"}:
+        if names >= set(QUEUES):
             return time.monotonic() - started
     return None
 
@@ -223,7 +222,7 @@ def time_until_all_ping(control, started, timeout=120):
 def start_workers(system, fleet):
     return {
         queue: fleet.start(f"{system}-fleet-{queue}", worker_argv(system, queue))
-        for queue in (*SITES, "long_running")
+        for queue in QUEUES
     }
 
 
@@ -248,7 +247,7 @@ def isolation(system, env, client):
     """The cert queue's pickup p99 idle, then while the other four queues are flooded."""
     env = {**env, "BENCH_QUEUE": "cert"}
     idle = producer(system, "pickup", PICKUPS, env)
-    others = ("green_door", "pqs", "api", "long_running")
+    others = [queue for queue in QUEUES if queue != "cert"]
     floods = [
         subprocess.Popen(
             [PY, "-m", "bench.producer", system, "flood", str(FLOOD), queue],

@@ -54,7 +54,8 @@ def queue_settings(queue: str) -> dict:
     return {
         "task_default_queue": queue,
         # Task events feed Flower; an operator may switch them off per queue.
-        "worker_send_task_events": queue not in settings.PLATFORM_TASK_EVENTS_OFF,
+        "worker_send_task_events": settings.CELERY_WORKER_SEND_TASK_EVENTS
+        and queue not in settings.PLATFORM_TASK_EVENTS_OFF,
         "task_routes": (route_by_task_name,),
         "task_soft_time_limit": queue_policy.soft_time_limit,
         "task_time_limit": queue_policy.hard_time_limit,

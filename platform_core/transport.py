@@ -71,10 +71,10 @@ class QoS(kombu_redis.QoS):
         if not tags:
             return
         try:
-            with self.channel.conn_or_acquire() as client:
-                client.pipeline().zrem(self.unacked_index_key, *tags).hdel(
-                    self.unacked_key, *tags
-                ).execute()
+            with self.pipe_or_acquire() as pipe:
+                for tag in tags:
+                    self._remove_from_indices(tag, pipe)
+                pipe.execute()
         except BaseException:
             self.pending_acks.extendleft(reversed(tags))
             raise
@@ -98,15 +98,13 @@ class Channel(kombu_redis.Channel):
     def _wants_script(self):
         if self._script_unsupported or self.global_keyprefix:
             return False
-        if monotonic() < self._script_retry_at:
-            return False
         return self._queue_may_have_more or bool(self.qos.pending_acks)
 
     def _brpop_start(self, timeout=None):
+        if monotonic() < self._script_retry_at:
+            return  # Redis refused the script a moment ago; BRPOP could lose items
         if not self._wants_script():
             self._fetch_command = "BRPOP"
-            if monotonic() < self._script_retry_at:
-                return  # Redis refused the script a moment ago; BRPOP could lose items
             return super()._brpop_start(timeout)
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
