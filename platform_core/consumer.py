@@ -2,28 +2,35 @@
 
 Celery's own handlers log several lines with a body dump and a traceback for each
 bad message; an operator wants to know what was wrong, where, and that nothing else
-was affected.
+was affected. Before Celery's handler reads a task message, its headers and body are
+checked (platform_core.message_checks): Celery reads them with plain lookups, and an
+exception out of its handler would reach the connection's error handling.
 """
 
 import logging
 
+from celery import signals
 from celery.exceptions import NotRegistered
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer
 from django.conf import settings
+from kombu.exceptions import ContentDisallowed
 
-from platform_core.rejections import count_rejection
+from platform_core.message_checks import BadMessage, check_task_body, check_task_headers
+from platform_core.rejections import report_rejection
+from platform_core.transport import BROKER_ERRORS
 
 logger = logging.getLogger("platform_core.rejected")
 
 
-def _describe(message) -> str:
-    headers = message.headers or {}
-    return (
-        f"queue={message.delivery_info.get('routing_key') or '?'} "
-        f"task={headers.get('task', '?')} id={headers.get('id', '?')} "
-        f"content_type={message.content_type!r} bytes={len(message.body or b'')}"
-    )
+def _context(message) -> dict:
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    return {
+        "task": str(headers.get("task", "?"))[:200],
+        "id": str(headers.get("id", "?"))[:100],
+        "content_type": repr(message.content_type)[:100],
+        "bytes": len(message.body or b""),
+    }
 
 
 class PlatformConsumer(Consumer):
@@ -57,11 +64,14 @@ class PlatformConsumer(Consumer):
     def _queue(self) -> str:
         return self.app.conf.task_default_queue
 
-    def _reject(self, message, reason: str, detail: str) -> None:
-        logger.error(
-            "Rejected message (%s): %s [%s]; discarded", reason, detail, _describe(message)
-        )
-        count_rejection(self._queue, reason)
+    def _reject(self, message, reason: str, detail: str, exc=None) -> None:
+        report_rejection(self._queue, reason, detail, **_context(message))
+        signals.task_rejected.send(sender=self, message=message, exc=exc)
+
+    def _discard(self, message, reason: str, detail: str, exc=None) -> None:
+        self._reject(message, reason, detail, exc)
+        if not message.acknowledged:
+            message.reject_log_error(logger, self.connection_errors)
 
     def create_task_handler(self, *args, **kwargs):
         handle = super().create_task_handler(*args, **kwargs)
@@ -71,36 +81,52 @@ class PlatformConsumer(Consumer):
             size = len(message.body or b"")
             if size > limit:
                 # Refuse before decoding: a huge body would stall the consumer.
-                self._reject(
-                    message, "too-large", f"{size} bytes > {limit} (PLATFORM_MAX_MESSAGE_BYTES)"
-                )
-                message.reject_log_error(logger, self.connection_errors)
-                return None
-            return handle(message)
+                detail = f"{size} bytes > {limit} (PLATFORM_MAX_MESSAGE_BYTES)"
+                return self._discard(message, "too-large", detail)
+            headers = message.headers
+            if not isinstance(headers, dict) or "task" not in headers:
+                detail = "no task name in headers (a Celery protocol 2 message is expected)"
+                return self._discard(message, "not-a-task", detail)
+            try:
+                check_task_headers(headers)
+                # Decoded once here; Celery's handler reuses message.payload.
+                check_task_body(message.payload)
+            except BadMessage as exc:
+                return self._discard(message, exc.reason, str(exc), exc)
+            except ContentDisallowed as exc:
+                return self.on_invalid_task(None, message, exc)
+            except Exception as exc:  # decoding touches nothing but the message
+                return self.on_decode_error(message, exc)
+            try:
+                return handle(message)
+            except BROKER_ERRORS:
+                raise
+            except Exception as exc:
+                # What the checks did not foresee: one line, never a reconnect.
+                detail = f"{type(exc).__name__}: {exc}"
+                return self._discard(message, "unexpected", detail, exc)
 
         return on_task_received
 
     def on_decode_error(self, message, exc):
-        self._reject(message, "undecodable", f"{type(exc).__name__}: {exc}")
-        message.ack()
+        self._discard(message, "undecodable", f"{type(exc).__name__}: {exc}", exc)
 
     def on_unknown_message(self, body, message):
-        self._reject(message, "not-a-task", "no task name in headers or body")
-        message.reject_log_error(logger, self.connection_errors)
+        self._discard(message, "not-a-task", "no task name in headers or body")
 
     def on_invalid_task(self, body, message, exc):
-        self._reject(message, "invalid", f"{type(exc).__name__}: {exc}")
-        message.reject_log_error(logger, self.connection_errors)
+        self._discard(message, "invalid", f"{type(exc).__name__}: {exc}", exc)
 
     def on_unknown_task(self, body, message, exc):
         headers = message.headers or {}
         name, task_id = headers.get("task", "?"), headers.get("id")
-        self._reject(
+        self._discard(
             message,
             "unknown-task",
             f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
+            exc,
         )
-        message.reject_log_error(logger, self.connection_errors)
+        signals.task_unknown.send(sender=self, message=message, exc=exc, name=name, id=task_id)
         if task_id:
             # The caller waiting on the result learns why, as with stock Celery.
             request = AttributeDict(

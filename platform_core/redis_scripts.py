@@ -11,11 +11,14 @@ half-way after an item has already left its queue.
 # left its queue without being recorded as delivered (stock BRPOP + ZADD/HSET has one).
 #   KEYS[1] unacked index (ZSET tag -> delivery time)   KEYS[2] unacked (HASH tag -> copy)
 #   KEYS[3..] queue lists, highest priority first
-#   ARGV[1] now   ARGV[2] count   ARGV[3] largest item decoded here   ARGV[4..] tags to ack
-# Returns a flat list: queue key, item, recorded tag (false when Python must record it:
-# not a JSON envelope, no delivery tag, or too large to decode inside Redis).
+#   ARGV[1] now   ARGV[2] count   ARGV[3] largest item decoded here
+#   ARGV[4] one character per queue key: '1' record its deliveries, '0' do not (a no-ack
+#           consumer, which never acknowledges)   ARGV[5..] tags to ack
+# Returns a flat list: queue key, item, recorded tag (false when not recorded here: a
+# no-ack queue, not a JSON envelope, no delivery tag, too large to decode inside Redis,
+# or a tag already in the index, whose record belongs to another delivery).
 ACK_AND_FETCH = """#!lua
-for i = 4, #ARGV do
+for i = 5, #ARGV do
     redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i])
 end
@@ -27,12 +30,13 @@ for k = 3, #KEYS do
         local item = redis.call('RPOP', KEYS[k])
         if not item then break end
         local tag = false
-        if #item <= largest then
+        if string.sub(ARGV[4], k - 2, k - 2) == '1' and #item <= largest then
             local ok, envelope = pcall(cjson.decode, item)
             if ok and type(envelope) == 'table' and type(envelope.properties) == 'table' then
                 local properties = envelope.properties
                 local info = properties.delivery_info
-                if type(properties.delivery_tag) == 'string' and type(info) == 'table' then
+                if type(properties.delivery_tag) == 'string' and type(info) == 'table'
+                        and redis.call('HEXISTS', KEYS[2], properties.delivery_tag) == 0 then
                     tag = properties.delivery_tag
                     redis.call('ZADD', KEYS[1], ARGV[1], tag)
                     redis.call('HSET', KEYS[2], tag, '[' .. item .. ',' ..

@@ -1,20 +1,45 @@
-"""Counting rejected messages in Redis, so operators (and tests) can see them."""
+"""Rejected messages: one log line an operator can act on, and a counter in Redis.
+
+Every layer that refuses an item (the transport, the consumer, the task base) reports
+it here, so the line reads the same wherever the item was stopped:
+
+    Rejected message (<reason>): <what was wrong> [queue=<queue> …]; discarded
+"""
 
 import logging
+import os
 
 import redis
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("platform_core.rejected")
 
 REJECTED_KEY = "platform:rejected"
+
+_client = None
+_client_pid = None
+
+
+def _counter_client() -> redis.Redis:
+    # One connection per process, opened once: a rejection must not show up as a
+    # connection coming and going (tests compare CLIENT LIST before and after).
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
+        _client_pid = os.getpid()
+    return _client
 
 
 def count_rejection(queue: str, reason: str) -> None:
     """HINCRBY ``platform:rejected`` ``<queue>:<reason>``; never raises into the consumer."""
     try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
-        client.hincrby(REJECTED_KEY, f"{queue}:{reason}", 1)
-        client.close()
+        _counter_client().hincrby(REJECTED_KEY, f"{queue}:{reason}", 1)
     except redis.RedisError as exc:
         logger.warning("could not count a rejected message: %s", exc)
+
+
+def report_rejection(queue: str, reason: str, detail: str, **context) -> None:
+    """Log the one line for a rejected item and count it."""
+    where = " ".join(f"{key}={value}" for key, value in {"queue": queue, **context}.items())
+    logger.error("Rejected message (%s): %s [%s]; discarded", reason, detail, where)
+    count_rejection(queue, reason)

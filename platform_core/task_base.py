@@ -6,7 +6,7 @@ from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
 from platform_core.attempts import count_redelivery
-from platform_core.rejections import count_rejection
+from platform_core.rejections import count_rejection, report_rejection
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +30,16 @@ class PlatformTask(DjangoTask):
             # Celery's signature stub for this task: binding checks arity/names only.
             self.__header__(*args, **kwargs)
         except TypeError as exc:
-            logger.error(
-                "Rejected %s[%s]: wrong arguments args=%r kwargs=%r: %s",
-                self.name,
-                self.request.id,
-                args,
-                kwargs,
-                exc,
-            )
-            if not self.request.is_eager:
-                count_rejection(
-                    self.request.delivery_info.get("routing_key") or "?", "wrong-arguments"
+            detail = f"wrong arguments args={args!r:.200} kwargs={kwargs!r:.200}: {exc}"
+            if self.request.is_eager:
+                logger.error("Rejected %s: %s", self.name, detail)
+            else:
+                report_rejection(
+                    self.app.conf.task_default_queue,
+                    "wrong-arguments",
+                    detail,
+                    task=self.name,
+                    id=self.request.id,
                 )
             raise WrongArguments(str(exc)) from None
         return super().__call__(*args, **kwargs)

@@ -22,16 +22,22 @@ from collections import deque
 from contextlib import contextmanager
 from time import monotonic, time
 
+import redis
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from platform_core.message_checks import BadMessage, check_envelope
 from platform_core.redis_scripts import ACK_AND_FETCH
-from platform_core.rejections import count_rejection
+from platform_core.rejections import report_rejection
 
-logger = logging.getLogger("platform_core.rejected")
 transport_logger = logging.getLogger("platform_core.transport")
+
+# Errors that mean the broker, not the item, failed: they go on to kombu's and Celery's
+# connection handling. Anything else raised while one popped item is handled came from
+# that item's content (kombu counts even KeyError as a connection error).
+BROKER_ERRORS = (redis.RedisError, OSError)
 
 # Items larger than this are recorded by Python (as stock kombu does), not decoded
 # inside Redis, where a huge JSON document would block every other client.
@@ -80,6 +86,15 @@ class QoS(kombu_redis.QoS):
             raise
 
 
+class Message(virtual.Message):
+    def __init__(self, payload, channel=None, **kwargs):
+        try:
+            super().__init__(payload, channel=channel, **kwargs)
+        except ValueError as exc:  # binascii.Error: the body is not the base64 it claims
+            encoding = payload["properties"].get("body_encoding")
+            raise BadMessage("bad-envelope", "body", f"is not valid {encoding}: {exc}") from None
+
+
 class MultiChannelPoller(kombu_redis.MultiChannelPoller):
     def on_poll_start(self):
         super().on_poll_start()  # fetches carry the acknowledgements with them
@@ -89,6 +104,7 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    Message = Message
     _sync_client = None
     _fetch_command = "BRPOP"
     _queue_may_have_more = True
@@ -109,7 +125,13 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        keys, record = [], []
+        for pri in self.priority_steps:
+            for queue in queues:
+                keys.append(self._q_for_pri(queue, pri))
+                # A no-ack consumer (control replies, e.g. Flower's inspect) never
+                # acknowledges: recording its deliveries would leave them in the index.
+                record.append("0" if queue in self._no_ack_queues else "1")
         room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
         acks = self.qos.take_pending_acks()
         self._fetch_command = "EVAL"
@@ -126,6 +148,7 @@ class Channel(kombu_redis.Channel):
                 time(),
                 room,
                 LARGEST_ITEM_DECODED_IN_REDIS,
+                "".join(record),
                 *acks,
             )
         except BaseException:
@@ -171,28 +194,58 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
 
+    def basic_consume(self, queue, *args, **kwargs):
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        return super().basic_consume(queue, *args, **kwargs)
+
+    @property
+    def _no_ack_queues(self):
+        if "_no_ack_queue_set" not in self.__dict__:
+            self._no_ack_queue_set = set()
+        return self._no_ack_queue_set
+
     def _deliver_item(self, dest, item, recorded_tag):
         self._queue_cycle.rotate(dest)
+        recorded_tag = None if recorded_tag is None else bytes_to_str(recorded_tag)
         try:
-            envelope = loads(bytes_to_str(item))
-            if not isinstance(envelope, dict):
-                raise ValueError(f"a JSON {type(envelope).__name__}, not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            logger.error(
-                "Rejected message (not-an-envelope): queue=%s bytes=%d: %s; discarded",
-                dest,
-                len(item),
-                exc,
-            )
-            count_rejection(dest, "not-an-envelope")
+            envelope = _parse_envelope(item)
+            check_envelope(envelope)
+            tag = envelope["properties"]["delivery_tag"]
+            if tag in self.qos._delivered and tag != recorded_tag:
+                raise BadMessage(
+                    "bad-envelope",
+                    "properties.delivery_tag",
+                    "is the tag of another message this worker holds (a copied message)",
+                )
+        except BadMessage as exc:
+            self._forget_record(recorded_tag)
+            report_rejection(dest, exc.reason, str(exc), bytes=len(item))
             return
         if recorded_tag is not None:
-            recorded_tag = bytes_to_str(recorded_tag)
-            if (envelope.get("properties") or {}).get("delivery_tag") == recorded_tag:
+            if tag == recorded_tag:
                 self.qos.recorded_by_script.add(recorded_tag)
             else:  # Lua and Python read the envelope differently: Python's record wins
-                self.qos._remove_from_indices(recorded_tag).execute()
-        self.connection._deliver(envelope, dest)
+                self._forget_record(recorded_tag)
+        try:
+            self.connection._deliver(envelope, dest)
+        except BROKER_ERRORS:
+            raise
+        except Exception as exc:
+            # The consumer rejects what it finds wrong itself; this is what neither
+            # layer's checks foresaw. It must not reach kombu's connection handling.
+            self.qos.recorded_by_script.discard(tag)
+            if tag in self.qos._delivered:
+                self.qos.ack(tag)
+            else:
+                self._forget_record(tag if tag == recorded_tag else None)
+            reason = exc.reason if isinstance(exc, BadMessage) else "unexpected"
+            detail = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {exc}"
+            report_rejection(dest, reason, detail, bytes=len(item))
+
+    def _forget_record(self, tag):
+        if tag is not None:
+            self.qos._remove_from_indices(tag).execute()
 
     def _on_script_error(self, exc):
         if "shebang" in str(exc) or "unknown command" in str(exc):
@@ -218,6 +271,18 @@ class Channel(kombu_redis.Channel):
                     exc,
                 )
         super().close()
+
+
+def _parse_envelope(item: bytes) -> dict:
+    try:
+        envelope = loads(bytes_to_str(item))
+    except Exception as exc:  # parsing touches nothing but the item (RecursionError too)
+        raise BadMessage("not-an-envelope", "envelope", f"is not JSON ({exc})") from None
+    if not isinstance(envelope, dict):
+        raise BadMessage(
+            "not-an-envelope", "envelope", f"is a JSON {type(envelope).__name__}, not an object"
+        )
+    return envelope
 
 
 class Transport(kombu_redis.Transport):

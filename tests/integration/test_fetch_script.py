@@ -20,10 +20,20 @@ def server(redis_url):
     client.delete(INDEX, UNACKED, "script_test", "script_test_low")
 
 
-def fetch(server, queues, count, acks=(), largest=1024 * 1024, now=None):
+def fetch(server, queues, count, acks=(), largest=1024 * 1024, now=None, record=None):
     now = now or time.time()
+    record = record or "1" * len(queues)
     reply = server.eval(
-        ACK_AND_FETCH, 2 + len(queues), INDEX, UNACKED, *queues, now, count, largest, *acks
+        ACK_AND_FETCH,
+        2 + len(queues),
+        INDEX,
+        UNACKED,
+        *queues,
+        now,
+        count,
+        largest,
+        record,
+        *acks,
     )
     return [tuple(reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
@@ -87,3 +97,27 @@ def test_items_too_large_to_decode_in_redis_are_left_to_python(server, redis_url
 
 def test_an_empty_queue_returns_nothing(server):
     assert fetch(server, ["script_test"], 5) == []
+
+
+def test_deliveries_of_a_no_ack_queue_are_not_recorded(server, redis_url):
+    """Control replies (Flower's inspect) are consumed without acks: a record of them
+    would stay in the index and be restored into the reply queue again and again."""
+    publish(redis_url, "script_test", {"n": 1})
+    publish(redis_url, "script_test_low", {"n": 2})
+    fetched = fetch(server, ["script_test", "script_test_low"], 5, record="01")
+    assert [(key, tag is None) for key, _, tag in fetched] == [
+        (b"script_test", True),
+        (b"script_test_low", False),
+    ]
+    assert server.hlen(UNACKED) == 1
+
+
+def test_a_tag_already_in_the_index_is_not_overwritten(server, redis_url):
+    """A copied message carries the tag of one already delivered: the first record stays."""
+    publish(redis_url, "script_test", {"n": 1})
+    [(_, item, tag)] = fetch(server, ["script_test"], 5)
+    server.lpush("script_test", item)
+    [(_, _, second_tag)] = fetch(server, ["script_test"], 5)
+    assert tag is not None
+    assert second_tag is None
+    assert server.hlen(UNACKED) == 1

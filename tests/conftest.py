@@ -1,0 +1,10 @@
+"""Hypothesis profiles: `ci` (the default, what `make test` runs), `soak`
+(`pytest --hypothesis-profile=soak`: ten times the examples, for a long run) and
+`regression` (only the kept @example cases)."""
+
+from hypothesis import Phase, settings
+
+settings.register_profile("ci", max_examples=300, print_blob=True)
+settings.register_profile("soak", max_examples=3000, print_blob=True)
+settings.register_profile("regression", phases=[Phase.explicit])
+settings.load_profile("ci")
