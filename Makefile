@@ -5,17 +5,19 @@ ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 
 	ANSIBLE_CALLBACKS_ENABLED=ansible.posix.timer
 INVENTORY ?= staging
 
-# Everything: Debian packages, virtualenv, database, redis (if none is running),
-# five workers, beat and Flower in the foreground. Ctrl-C stops them all.
+# Everything running needs (redis-server, virtualenv with requirements/run.lock, no
+# test tools), the database, redis (if none is running), five workers, beat and
+# Flower in the foreground. Ctrl-C stops them all.
 run:
-	scripts/bootstrap
+	scripts/bootstrap run
 	.venv/bin/python manage.py migrate --no-input -v0
 	USE_CELERY=1 .venv/bin/python manage.py runplatform
 
-# Same set-up, then lint, the test suite (it starts its own redis and workers) and
-# both Molecule scenarios on real systemd hosts (systemd-nspawn, needs root).
+# The test set-up (adds the test hosts' Debian packages and dev.lock), then lint, the
+# test suite (it starts its own redis and workers) and both Molecule scenarios on real
+# systemd hosts (systemd-nspawn, needs root).
 test:
-	scripts/bootstrap
+	scripts/bootstrap test
 	$(MAKE) lint
 	$(MAKE) pytest
 	$(MAKE) molecule-default
@@ -53,6 +55,6 @@ deploy: artifact
 
 # Performance beside stock Celery, Dramatiq and Huey (not a test: prints figures).
 bench:
-	scripts/bootstrap
+	scripts/bootstrap test
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
 	.venv/bin/python -m bench.run

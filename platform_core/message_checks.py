@@ -16,6 +16,7 @@ Two layers, two checks: the transport checks the kombu envelope
 """
 
 import codecs
+import functools
 import math
 from datetime import datetime
 
@@ -122,7 +123,7 @@ def _content_encoding(value):
         return None
     try:
         codecs.lookup(value)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: "embedded null character" (fuzz)
         return f"{value[:40]!r} is not a known text encoding"
     return None
 
@@ -200,11 +201,30 @@ SIGNATURE_FIELDS = {
 }
 
 
+def _only_bad_message(reason):
+    """A check that fails in a way nobody foresaw still names what it was checking."""
+
+    def decorate(check):
+        @functools.wraps(check)
+        def guarded(value):
+            try:
+                return check(value)
+            except BadMessage:
+                raise
+            except Exception as exc:
+                raise BadMessage(reason, "message", f"could not be checked ({exc!r:.200})") from exc
+
+        return guarded
+
+    return decorate
+
+
 def _check_fields(reason, mapping, fields, prefix):
     for field, (check, required) in fields.items():
         _require(reason, mapping, field, f"{prefix}{field}", check, required)
 
 
+@_only_bad_message("bad-envelope")
 def check_envelope(envelope: dict) -> None:
     """The kombu envelope: what kombu's virtual ``Message`` and Redis QoS read."""
     _check_fields("bad-envelope", envelope, ENVELOPE_FIELDS, "")
@@ -215,6 +235,7 @@ def check_envelope(envelope: dict) -> None:
     )
 
 
+@_only_bad_message("bad-header")
 def check_task_headers(headers: dict) -> None:
     """Celery protocol 2 headers: what ``celery.worker.request.Request`` reads."""
     _check_fields("bad-header", headers, TASK_HEADER_FIELDS, "headers.")
@@ -235,6 +256,7 @@ def _check_signatures(value, path, many):
         _check_fields("bad-body", signature, SIGNATURE_FIELDS, f"{where}.")
 
 
+@_only_bad_message("bad-body")
 def check_task_body(payload) -> None:
     """A decoded protocol 2 body: ``[args, kwargs, {callbacks, errbacks, chain, chord}]``."""
     if not isinstance(payload, list | tuple) or len(payload) != 3:

@@ -111,6 +111,10 @@ class Channel(kombu_redis.Channel):
     _script_retry_at = 0.0
     _script_unsupported = False
 
+    def __init__(self, *args, **kwargs):
+        self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
+        super().__init__(*args, **kwargs)
+
     def _wants_script(self):
         if self._script_unsupported or self.global_keyprefix:
             return False
@@ -198,12 +202,6 @@ class Channel(kombu_redis.Channel):
         no_ack = kwargs.get("no_ack", args[0] if args else False)
         (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
         return super().basic_consume(queue, *args, **kwargs)
-
-    @property
-    def _no_ack_queues(self):
-        if "_no_ack_queue_set" not in self.__dict__:
-            self._no_ack_queue_set = set()
-        return self._no_ack_queue_set
 
     def _deliver_item(self, dest, item, recorded_tag):
         self._queue_cycle.rotate(dest)

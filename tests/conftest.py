@@ -4,7 +4,7 @@
 
 from hypothesis import Phase, settings
 
-settings.register_profile("ci", max_examples=300, print_blob=True)
-settings.register_profile("soak", max_examples=3000, print_blob=True)
+settings.register_profile("ci", max_examples=1000, print_blob=True)
+settings.register_profile("soak", max_examples=10000, print_blob=True)
 settings.register_profile("regression", phases=[Phase.explicit])
 settings.load_profile("ci")

@@ -9,7 +9,7 @@ from datetime import UTC
 import pytest
 from celery.utils.time import to_utc
 from celery.worker.request import Request
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from kombu import Connection
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -24,7 +24,7 @@ from platform_core.message_checks import (
     check_task_headers,
 )
 from platform_core.transport import Message, _parse_envelope
-from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, good_envelope, mutated_items
+from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
 
 TASK = "celery_tasks.cert.probe.whoami"
 
@@ -71,7 +71,15 @@ def outcome_of(channel, raw: bytes):
         return refused
 
 
+def _content_encoding_of_nulls():
+    # Found by this test: codecs.lookup raises ValueError, not LookupError, on a NUL.
+    envelope = good_envelope("cert", TASK)
+    envelope["content-encoding"] = "\x00" * 1000
+    return Item("cert", envelope, ("content-encoding",), "huge", False)
+
+
 @given(item=mutated_items("cert", TASK))
+@example(item=_content_encoding_of_nulls())
 def test_an_item_is_either_refused_by_name_or_readable_by_celery(channel, item):
     raw = item.envelope if isinstance(item.envelope, str) else json.dumps(item.envelope)
     outcome = outcome_of(channel, raw.encode())

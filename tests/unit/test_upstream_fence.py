@@ -1,0 +1,56 @@
+"""The kombu and Celery internals the platform relies on, checked against the versions
+they were verified with. When an upgrade changes one of these, this fails first and
+says where to look; re-verify the named platform code, then update the versions here.
+"""
+
+import inspect
+
+import celery
+import kombu
+from celery.worker.consumer import Consumer
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0"}
+
+
+def test_the_versions_are_the_verified_ones():
+    assert {"kombu": kombu.__version__, "celery": celery.__version__} == VERIFIED, (
+        "re-verify platform_core/transport.py, redis_scripts.py, consumer.py and "
+        "message_checks.py against the new versions, then update VERIFIED"
+    )
+
+
+def test_kombu_still_counts_key_errors_as_connection_errors():
+    # Why platform_core.transport guards every delivery: a KeyError from an item's
+    # content would otherwise make the worker reconnect.
+    connection_errors, _ = kombu_redis.get_redis_error_classes()
+    assert KeyError in connection_errors
+
+
+def test_the_transport_internals_are_where_the_platform_uses_them():
+    # platform_core.transport: the fetch script replaces _brpop_start/_brpop_read and
+    # records deliveries in kombu's unacked format (see redis_scripts.ACK_AND_FETCH).
+    for name in ("_brpop_start", "_brpop_read", "_q_for_pri"):
+        assert hasattr(kombu_redis.Channel, name), name
+    assert hasattr(kombu_redis.QoS, "_remove_from_indices")
+    assert "_delivered" in inspect.getsource(virtual.QoS.__init__)
+    assert "_deliver" in vars(virtual.Transport)
+    consume = inspect.signature(virtual.Channel.basic_consume).parameters
+    assert list(consume)[:3] == ["self", "queue", "no_ack"]
+    # kombu's virtual Message reads these envelope fields (message_checks.ENVELOPE_FIELDS).
+    source = inspect.getsource(virtual.Message.__init__)
+    for field in ("'properties'", "'delivery_tag'", "'body_encoding'", "'delivery_info'"):
+        assert field in source, field
+
+
+def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
+    # platform_core.consumer wraps these; Celery calls them by these names.
+    for name in (
+        "create_task_handler",
+        "on_decode_error",
+        "on_unknown_message",
+        "on_invalid_task",
+        "on_unknown_task",
+    ):
+        assert callable(getattr(Consumer, name)), name
