@@ -206,6 +206,7 @@ class Channel(kombu_redis.Channel):
     def _deliver_item(self, dest, item, recorded_tag):
         self._queue_cycle.rotate(dest)
         recorded_tag = None if recorded_tag is None else bytes_to_str(recorded_tag)
+        envelope = None
         try:
             envelope = _parse_envelope(item)
             check_envelope(envelope)
@@ -218,7 +219,7 @@ class Channel(kombu_redis.Channel):
                 )
         except BadMessage as exc:
             self._forget_record(recorded_tag)
-            report_rejection(dest, exc.reason, str(exc), bytes=len(item))
+            report_rejection(dest, exc.reason, str(exc), **_context(envelope, item))
             return
         if recorded_tag is not None:
             if tag == recorded_tag:
@@ -239,7 +240,7 @@ class Channel(kombu_redis.Channel):
                 self._forget_record(tag if tag == recorded_tag else None)
             reason = exc.reason if isinstance(exc, BadMessage) else "unexpected"
             detail = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {exc}"
-            report_rejection(dest, reason, detail, bytes=len(item))
+            report_rejection(dest, reason, detail, **_context(envelope, item))
 
     def _forget_record(self, tag):
         if tag is not None:
@@ -277,10 +278,22 @@ def _parse_envelope(item: bytes) -> dict:
     except Exception as exc:  # parsing touches nothing but the item (RecursionError too)
         raise BadMessage("not-an-envelope", "envelope", f"is not JSON ({exc})") from None
     if not isinstance(envelope, dict):
-        raise BadMessage(
-            "not-an-envelope", "envelope", f"is a JSON {type(envelope).__name__}, not an object"
+        kind = {type(None): "null", list: "array", str: "string", bool: "boolean"}.get(
+            type(envelope), "number"
         )
+        raise BadMessage("not-an-envelope", "envelope", f"is a JSON {kind}, not an object")
     return envelope
+
+
+def _context(envelope, item: bytes) -> dict:
+    """What the rejection line can say about the item besides its queue."""
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    context = {}
+    if isinstance(headers, dict):
+        for name in ("task", "id"):
+            if isinstance(headers.get(name), str):
+                context[name] = headers[name][:200]
+    return {**context, "bytes": len(item)}
 
 
 class Transport(kombu_redis.Transport):

@@ -24,7 +24,8 @@ A_SIGNATURE = {
     "kwargs": {},
     "options": {},
     "subtask_type": None,
-    "immutable": False,
+    # Immutable: the probe takes no arguments, so it must not get its parent's result.
+    "immutable": True,
 }
 
 # Paths into the envelope; ("body", …) paths point into the decoded body.
