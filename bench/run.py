@@ -190,8 +190,13 @@ def measure_system(system, env, logs, client, redis_pid):
         # CPU per task (worker tree, Redis) over the three runs: on 2 shared cores the
         # sum of what every process spends per task bounds the throughput.
         cpu_before = tree_cpu_seconds(started.pid), tree_cpu_seconds(redis_pid)
+        client.config_resetstat()
         runs = [producer(system, "throughput", N, env) for _ in range(3)]
         ran = sum(r["ran"] for r in runs) or 1
+        # Every command Redis ran over the runs, producer and result writes included.
+        calls = {name[8:]: stats["calls"] for name, stats in client.info("commandstats").items()}
+        figures["redis_calls_per_task"] = sum(calls.values()) / ran
+        figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
         worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
         figures["worker_cpu_ms_per_task"] = worker_cpu / ran * 1e3
         figures["redis_cpu_us_per_task"] = (tree_cpu_seconds(redis_pid) - cpu_before[1]) / ran * 1e6
@@ -357,9 +362,9 @@ def print_table(results):
     print(
         "| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock) | pickup p50 / p99 ms"
         " | idle worker RSS / PSS MB | worker CPU ms / task | Redis CPU µs / task"
-        " | every task ran |"
+        " | Redis commands / task | every task ran |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         print(
             f"| {name} | {r['enqueue_us']:.0f} ({r['enqueue_us'] / stock['enqueue_us']:.2f}) | "
@@ -367,6 +372,7 @@ def print_table(results):
             f"{fmt(r['p50_ms'], '.1f')} / {fmt(r['p99_ms'], '.1f')} | "
             f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} | "
             f"{r['worker_cpu_ms_per_task']:.2f} | {r['redis_cpu_us_per_task']:.0f} | "
+            f"{r['redis_calls_per_task']:.1f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
     print(
@@ -399,6 +405,12 @@ def print_table(results):
     print("|---|---|")
     for label, met in targets:
         print(f"| {label} | {'yes' if met else 'no'} |")
+    for name in ("platform", "celery"):
+        by_command = results[name]["redis_calls_by_command"]
+        busiest = sorted(by_command.items(), key=lambda item: -item[1])[:8]
+        print(
+            f"\n{name}: Redis commands per task: " + ", ".join(f"{c} {n:.2f}" for c, n in busiest)
+        )
     backlog = {name: results[name]["flood_backlog_at_end"] for name in ("platform", "celery")}
     print(f"\nflood still queued after the flooded pickups: {backlog}")
 

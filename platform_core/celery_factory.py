@@ -50,7 +50,11 @@ class PlatformCelery(Celery):
 def queue_settings(queue: str) -> dict:
     """The Celery settings that differ per queue."""
     queue_policy = policy(queue)
-    transport_options = queue_policy.transport_options()
+    transport_options = {
+        **queue_policy.transport_options(),
+        "lease_seconds": settings.PLATFORM_LEASE_SECONDS,
+        "lease_sweep_seconds": settings.PLATFORM_LEASE_SWEEP_SECONDS,
+    }
     return {
         "task_default_queue": queue,
         # Task events feed Flower; an operator may switch them off per queue.

@@ -1,10 +1,13 @@
 """The platform's queues and the broker policy each one runs under.
 
 One queue per site plus ``long_running``. All share one Redis database (so Flower,
-``inspect`` and cross-site ``send_task`` see everything), but the long-running queue
-keeps its *own* unacked index in Redis with its own visibility timeout: kombu's
-redelivery clock is per index, and the shortest timeout sharing an index wins
-(kombu#337, celery#5935). See the README's architecture section.
+``inspect`` and cross-site ``send_task`` see everything).
+
+Deliveries are recorded per worker under a lease (platform_core.leases), not in kombu's
+unacked index. The per-queue index keys and windows below remain only so that messages
+an earlier version left in those indexes go back to their queues once (the upgrade
+path); the long-running queue kept its *own* index because kombu's clock is per index
+and the shortest timeout sharing one wins (kombu#337, celery#5935).
 """
 
 from dataclasses import dataclass

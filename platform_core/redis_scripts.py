@@ -1,56 +1,159 @@
-"""Lua run inside Redis, so one round trip does what kombu does in several.
+"""Lua run inside Redis, so one round trip does what kombu does in several, atomically.
 
 The ``#!lua`` line makes these "flagged" scripts (Redis >= 7): Redis refuses the
 whole script when it is out of memory, before it pops anything, instead of failing
 half-way after an item has already left its queue.
+
+Deliveries are recorded per worker, not per time window (platform_core.leases): a
+worker holds a lease (``platform:leases``, ZSET worker id -> expiry in ms of Redis'
+clock) and every message it takes is moved, in the same step as the pop, into its own
+list ``platform:held:<worker id>:<queue key>``. Acknowledging removes it from there.
+When a lease expires, one script moves everything the worker held back to the front
+of the queues it came from and marks those deliveries as redelivered.
 """
 
-# ACK_AND_FETCH: acknowledge the finished deliveries, then move up to ``count`` messages
-# from the queues (in priority order) into the unacked index, exactly as kombu's
-# QoS.append records them, in one atomic step: there is no moment when a message has
-# left its queue without being recorded as delivered (stock BRPOP + ZADD/HSET has one).
-#   KEYS[1] unacked index (ZSET tag -> delivery time)   KEYS[2] unacked (HASH tag -> copy)
-#   KEYS[3..] queue lists, highest priority first
-#   ARGV[1] now   ARGV[2] count   ARGV[3] largest item decoded here
-#   ARGV[4] one character per queue key: '1' record its deliveries, '0' do not (a no-ack
-#           consumer, which never acknowledges)   ARGV[5..] tags to ack
-# Returns a flat list: queue key, item, recorded tag (false when not recorded here: a
-# no-ack queue, not a JSON envelope, no delivery tag, too large to decode inside Redis,
-# or a tag already in the index, whose record belongs to another delivery).
-ACK_AND_FETCH = """#!lua
-for i = 5, #ARGV do
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[2], ARGV[i])
+# Key names, shared by Python and the scripts (passed in as arguments).
+LEASES = "platform:leases"  # ZSET worker id -> lease expiry (ms, Redis TIME)
+LEASE_SOURCES = "platform:lease_sources"  # HASH worker id -> its queue keys, "\n"-joined
+HELD_PREFIX = "platform:held:"  # + worker id + ":" + queue key: LIST of raw items
+
+
+def held_key(worker_id: str, queue_key: str) -> str:
+    return f"{HELD_PREFIX}{worker_id}:{queue_key}"
+
+
+_NOW_MS = """
+local HELD = '@HELD@'
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# Mark an item as delivered again, as kombu does (delivery_info.redelivered = true),
+# by editing the JSON text: decoding and encoding it with cjson would turn empty
+# arrays into objects. Escaped quotes inside strings cannot match the pattern.
+_MARK_REDELIVERED = """
+local function mark_redelivered(item)
+    local marked, found = string.gsub(item, '("delivery_info"%s*:%s*{)(%s*)(}?)',
+        function(opening, space, closing)
+            if closing == '}' then return opening .. '"redelivered": true}' end
+            return opening .. '"redelivered": true, ' .. space
+        end, 1)
+    return marked, found
+end
+"""
+
+# FETCH: acknowledge the finished deliveries, then move up to ``count`` messages from
+# the queues (highest priority first) into this worker's held lists.
+#   KEYS[1] LEASES   KEYS[2..] queue lists
+#   ARGV[1] worker id   ARGV[2] count
+#   ARGV[3] one character per queue key: '1' record (consumer acks), '0' do not (no-ack)
+#   ARGV[4] n acks   ARGV[5..] n pairs (held list, raw item) to remove
+# Returns a flat list: queue key, item, recorded (1/0). An error LEASELOST when this
+# worker's lease has expired: nothing is fetched until it is renewed.
+FETCH = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+local worker = ARGV[1]
+local acks = tonumber(ARGV[4])
+for i = 0, acks - 1 do
+    redis.call('LREM', ARGV[5 + 2 * i], 1, ARGV[6 + 2 * i])
+end
+local expiry = redis.call('ZSCORE', KEYS[1], worker)
+if string.find(ARGV[3], '1', 1, true) and (not expiry or tonumber(expiry) < now) then
+    return redis.error_reply('LEASELOST ' .. worker)
 end
 local left = tonumber(ARGV[2])
-local largest = tonumber(ARGV[3])
 local out = {}
-for k = 3, #KEYS do
+for k = 2, #KEYS do
+    local record = string.sub(ARGV[3], k - 1, k - 1) == '1'
+    local held = HELD .. worker .. ':' .. KEYS[k]
     while left > 0 do
-        local item = redis.call('RPOP', KEYS[k])
-        if not item then break end
-        local tag = false
-        if string.sub(ARGV[4], k - 2, k - 2) == '1' and #item <= largest then
-            local ok, envelope = pcall(cjson.decode, item)
-            if ok and type(envelope) == 'table' and type(envelope.properties) == 'table' then
-                local properties = envelope.properties
-                local info = properties.delivery_info
-                if type(properties.delivery_tag) == 'string' and type(info) == 'table'
-                        and redis.call('HEXISTS', KEYS[2], properties.delivery_tag) == 0 then
-                    tag = properties.delivery_tag
-                    redis.call('ZADD', KEYS[1], ARGV[1], tag)
-                    redis.call('HSET', KEYS[2], tag, '[' .. item .. ',' ..
-                        cjson.encode(info.exchange or '') .. ',' ..
-                        cjson.encode(info.routing_key or '') .. ']')
-                end
-            end
+        local item
+        if record then
+            item = redis.call('LMOVE', KEYS[k], held, 'RIGHT', 'LEFT')
+        else
+            item = redis.call('RPOP', KEYS[k])
         end
+        if not item then break end
         out[#out + 1] = KEYS[k]
         out[#out + 1] = item
-        out[#out + 1] = tag
+        out[#out + 1] = record and 1 or 0
         left = left - 1
     end
     if left == 0 then break end
 end
 return out
 """
+)
+
+# RENEW: take or extend a lease. KEYS[1] LEASES  KEYS[2] LEASE_SOURCES
+#   ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] its queue keys, "\n"-joined
+# Returns 1 if the lease was still held (or is new: ARGV[4] == 'new'), 0 if it had
+# been swept meanwhile (what it held was handed to other workers).
+RENEW = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+if held or ARGV[4] == 'new' then return 1 end
+return 0
+"""
+)
+
+# SWEEP: for up to ARGV[1] workers whose lease expired (Redis' clock), move everything
+# they held back to the front of its queue (the end consumers take from next), oldest
+# first, marked redelivered, and forget the worker. Atomic: with many sweepers, each
+# expired worker is swept exactly once.
+#   KEYS[1] LEASES  KEYS[2] LEASE_SOURCES
+# Returns {workers swept, messages restored, worker ids...}.
+SWEEP = (
+    "#!lua\n"
+    + _NOW_MS
+    + _MARK_REDELIVERED
+    + """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local restored = 0
+for _, worker in ipairs(dead) do
+    local sources = redis.call('HGET', KEYS[2], worker) or ''
+    for source in string.gmatch(sources, '[^\\n]+') do
+        local held = HELD .. worker .. ':' .. source
+        while true do
+            local item = redis.call('LPOP', held)
+            if not item then break end
+            redis.call('RPUSH', source, (mark_redelivered(item)))
+            restored = restored + 1
+        end
+    end
+    redis.call('ZREM', KEYS[1], worker)
+    redis.call('HDEL', KEYS[2], worker)
+end
+local out = {#dead, restored}
+for _, worker in ipairs(dead) do out[#out + 1] = worker end
+return out
+"""
+)
+
+# RELEASE: a worker stopping cleanly gives its lease up if it holds nothing any more
+# (otherwise the lease expires and SWEEP hands the rest out). KEYS as RENEW.
+#   ARGV[1] worker id.  Returns the number of messages still held.
+RELEASE = """#!lua
+local HELD = '@HELD@'
+local sources = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local left = 0
+for source in string.gmatch(sources, '[^\\n]+') do
+    left = left + redis.call('LLEN', HELD .. ARGV[1] .. ':' .. source)
+end
+if left == 0 then
+    redis.call('ZREM', KEYS[1], ARGV[1])
+    redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return left
+"""
+
+
+FETCH, SWEEP, RELEASE = (
+    script.replace("@HELD@", HELD_PREFIX) for script in (FETCH, SWEEP, RELEASE)
+)

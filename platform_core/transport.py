@@ -8,28 +8,36 @@ Stock kombu also builds a new redis-py client object for every publish (~60 µs 
 pure Python: the client copies its whole response-callback table); here a channel
 keeps one per connection pool.
 
-In a worker's event loop, stock kombu spends three round trips per message: BRPOP,
-then ZADD+HSET to record the delivery, then ZREM+HDEL to acknowledge it. Here the
-acknowledgements of one loop turn are kept until the next fetch, and one script
-(redis_scripts.ACK_AND_FETCH) acknowledges them, pops as many messages as the
-prefetch window has room for and records them, atomically. BRPOP is only used to
-wait on an empty queue. Acknowledgements that cannot ride along (no fetch this turn)
-go in one pipeline at the end of the turn, before the loop sleeps.
+Deliveries are recorded per worker under a lease (platform_core.leases), not in
+kombu's time-windowed unacked index: a message goes back to its queue when its worker
+dies, never while it lives. In a worker's event loop, stock kombu spends three round
+trips per message: BRPOP, then ZADD+HSET to record the delivery, then ZREM+HDEL to
+acknowledge it. Here the acknowledgements of one loop turn are kept until the next
+fetch, and one script (redis_scripts.FETCH) acknowledges them and moves as many
+messages as the prefetch window has room for into this worker's held lists,
+atomically. An idle worker waits with BLMOVE, which records the message in the same
+step as the pop. Acknowledgements that cannot ride along (no fetch this turn) go in
+one pipeline at the end of the turn, before the loop sleeps.
+
+kombu's own unacked index is still swept with its old window, so messages a previous
+version left there go back to their queues once (the upgrade path).
 """
 
 import logging
 from collections import deque
 from contextlib import contextmanager
-from time import monotonic, time
+from dataclasses import dataclass
+from time import monotonic
 
 import redis
 from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
+from platform_core.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
 from platform_core.message_checks import BadMessage, check_envelope
-from platform_core.redis_scripts import ACK_AND_FETCH
+from platform_core.redis_scripts import FETCH, LEASES, held_key
 from platform_core.rejections import report_rejection
 
 transport_logger = logging.getLogger("platform_core.transport")
@@ -39,51 +47,102 @@ transport_logger = logging.getLogger("platform_core.transport")
 # that item's content (kombu counts even KeyError as a connection error).
 BROKER_ERRORS = (redis.RedisError, OSError)
 
-# Items larger than this are recorded by Python (as stock kombu does), not decoded
-# inside Redis, where a huge JSON document would block every other client.
-LARGEST_ITEM_DECODED_IN_REDIS = 1024 * 1024
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Held:
+    """Where a delivery is recorded: this worker's held list for its queue key."""
+
+    key: str  # platform:held:<worker id>:<queue key>
+    source: str  # the queue key it was taken from
+    raw: bytes  # the item exactly as popped (LREM matches it byte for byte)
 
 
 class QoS(kombu_redis.QoS):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pending_acks = deque()  # acknowledged, not yet removed from the index
-        self.recorded_by_script = set()
+        self.held: dict[str, Held] = {}  # delivery tag -> its record
+        self.pending_acks: deque[Held] = deque()  # acknowledged, not yet removed
 
     def append(self, message, delivery_tag):
-        if delivery_tag in self.recorded_by_script:
-            self.recorded_by_script.discard(delivery_tag)
+        if delivery_tag in self.held:  # recorded under this worker by the fetch
             virtual.QoS.append(self, message, delivery_tag)
-            return
-        super().append(message, delivery_tag)
+        else:  # delivered some other way (basic_get): kombu's own record
+            super().append(message, delivery_tag)
 
     def ack(self, delivery_tag):
-        if not self.channel.connection.defers_acks:
+        held = self.held.pop(delivery_tag, None)
+        if held is None:
             super().ack(delivery_tag)
             return
-        self.pending_acks.append(delivery_tag)
+        self.pending_acks.append(held)
+        virtual.QoS.ack(self, delivery_tag)
+        if not self.channel.connection.defers_acks:
+            self.flush_acks()
+
+    def reject(self, delivery_tag, requeue=False):
+        held = self.held.pop(delivery_tag, None)
+        if held is None:
+            super().reject(delivery_tag, requeue=requeue)
+            return
+        if requeue:
+            self.restore([held])
+        else:
+            self.pending_acks.append(held)
+            self.flush_acks()
         virtual.QoS.ack(self, delivery_tag)
 
-    def take_pending_acks(self):
-        tags = []
+    def restore_unacked(self, client=None):
+        # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues.
+        others = [tag for tag in self._delivered if tag not in self.held]
+        mine = [self.held.pop(tag) for tag in list(self._delivered) if tag in self.held]
+        self.restore(mine, client=client)
+        with self.channel.conn_or_acquire(client) as client:
+            for tag in others:
+                self.restore_by_tag(tag, client=client)
+        self._delivered.clear()
+
+    def restore(self, records, client=None):
+        """Move records from this worker's held lists back to the front of their queues."""
+        if not records:
+            return
+        with self.pipe_or_acquire(client=client) as pipe:
+            for held in records:
+                pipe.lrem(held.key, 1, held.raw)
+                pipe.rpush(held.source, _marked_redelivered(held.raw))
+            pipe.execute()
+
+    def take_pending_acks(self) -> list[Held]:
+        acks = []
         while self.pending_acks:
-            tags.append(self.pending_acks.popleft())
-        return tags
+            acks.append(self.pending_acks.popleft())
+        return acks
 
     def flush_acks(self):
-        tags = self.take_pending_acks()
-        if not tags:
+        acks = self.take_pending_acks()
+        if not acks:
             return
         try:
             with self.pipe_or_acquire() as pipe:
-                for tag in tags:
-                    self._remove_from_indices(tag, pipe)
+                for held in acks:
+                    pipe.lrem(held.key, 1, held.raw)
                 pipe.execute()
         except BaseException:
-            self.pending_acks.extendleft(reversed(tags))
+            self.pending_acks.extendleft(reversed(acks))
             raise
+
+
+def _marked_redelivered(raw: bytes) -> bytes:
+    """The item with delivery_info.redelivered set, as kombu restores it."""
+    try:
+        envelope = loads(bytes_to_str(raw))
+        envelope["properties"]["delivery_info"]["redelivered"] = True
+        (envelope.get("headers") or {})["redelivered"] = True
+        return dumps(envelope).encode()
+    except Exception:  # not ours to judge here: the consumer rejects it on delivery
+        return raw
 
 
 class Message(virtual.Message):
@@ -105,27 +164,42 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     Message = Message
+    from_transport_options = (
+        *kombu_redis.Channel.from_transport_options,
+        "lease_seconds",
+        "lease_sweep_seconds",
+    )
+    # The platform sets both from PLATFORM_LEASE_* (celery_factory).
+    lease_seconds = DEFAULT_LEASE_SECONDS
+    lease_sweep_seconds = DEFAULT_SWEEP_SECONDS
+    _lease = None
     _sync_client = None
     _fetch_command = "BRPOP"
+    _blmove_source = None
     _queue_may_have_more = True
     _script_retry_at = 0.0
-    _script_unsupported = False
 
     def __init__(self, *args, **kwargs):
         self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
         super().__init__(*args, **kwargs)
 
-    def _wants_script(self):
-        if self._script_unsupported or self.global_keyprefix:
-            return False
-        return self._queue_may_have_more or bool(self.qos.pending_acks)
+    def basic_consume(self, queue, *args, **kwargs):
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        consumer_tag = super().basic_consume(queue, *args, **kwargs)
+        if not no_ack:
+            if self._lease is None:
+                self._lease = Lease(
+                    self._create_client(), self.lease_seconds, self.lease_sweep_seconds
+                )
+            self._lease.take(self._q_for_pri(queue, pri) for pri in self.priority_steps)
+        return consumer_tag
 
     def _brpop_start(self, timeout=None):
         if monotonic() < self._script_retry_at:
-            return  # Redis refused the script a moment ago; BRPOP could lose items
-        if not self._wants_script():
-            self._fetch_command = "BRPOP"
-            return super()._brpop_start(timeout)
+            return  # Redis refused the script a moment ago
+        if self._lease is None:
+            return super()._brpop_start(timeout)  # no-ack consumers only: nothing to record
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
@@ -134,26 +208,35 @@ class Channel(kombu_redis.Channel):
             for queue in queues:
                 keys.append(self._q_for_pri(queue, pri))
                 # A no-ack consumer (control replies, e.g. Flower's inspect) never
-                # acknowledges: recording its deliveries would leave them in the index.
+                # acknowledges: recording its deliveries would leave them held.
                 record.append("0" if queue in self._no_ack_queues else "1")
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        if not (self._queue_may_have_more or self.qos.pending_acks) and "1" in record:
+            # Idle: wait for the next message, moved into our held list as it is popped.
+            # Only one key can be waited on; the others are fetched after the wait.
+            source = keys[record.index("1")]
+            self._fetch_command, self._blmove_source = "BLMOVE", source
+            self._queue_may_have_more = True  # after the wait, fetch every key once
+            wait = self.brpop_timeout if timeout is None else timeout
+            held = held_key(self._lease.worker_id, source)
+            self.client.connection.send_command("BLMOVE", source, held, "RIGHT", "LEFT", wait)
+            return
         room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
         acks = self.qos.take_pending_acks()
         self._fetch_command = "EVAL"
-        self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()
         try:
             self.client.connection.send_command(
                 "EVAL",
-                ACK_AND_FETCH,
-                2 + len(keys),
-                self.unacked_index_key,
-                self.unacked_key,
+                FETCH,
+                1 + len(keys),
+                LEASES,
                 *keys,
-                time(),
+                self._lease.worker_id,
                 room,
-                LARGEST_ITEM_DECODED_IN_REDIS,
                 "".join(record),
-                *acks,
+                len(acks),
+                *(part for held in acks for part in (held.key, held.raw)),
             )
         except BaseException:
             self.qos.pending_acks.extendleft(reversed(acks))
@@ -171,7 +254,8 @@ class Channel(kombu_redis.Channel):
         yield self._sync_client
 
     def _brpop_read(self, **options):
-        # kombu 5.7's _brpop_read, reading either reply, envelopes parsed under a guard.
+        # kombu 5.7's _brpop_read, reading any of the three replies (BRPOP for no-ack
+        # consumers, BLMOVE while idle, the fetch script), envelopes parsed under a guard.
         command = self._fetch_command
         try:
             try:
@@ -186,46 +270,41 @@ class Channel(kombu_redis.Channel):
                 raise kombu_redis.Empty() from exc
             if command == "EVAL":
                 items = [reply[i : i + 3] for i in range(0, len(reply or ()), 3)]
+                self._queue_may_have_more = bool(items)
+            elif command == "BLMOVE":
+                items = [(self._blmove_source, reply, 1)] if reply is not None else []
             else:
-                items = [(*reply, None)] if reply else []
-            self._queue_may_have_more = bool(items)
+                items = [(*reply, 0)] if reply else []
             if not items:
                 raise kombu_redis.Empty()
-            for key, item, recorded_tag in items:
-                self._deliver_item(bytes_to_str(key).rsplit(self.sep, 1)[0], item, recorded_tag)
+            for key, item, recorded in items:
+                key = bytes_to_str(key)
+                held = Held(held_key(self._lease.worker_id, key), key, item) if recorded else None
+                self._deliver_item(key.rsplit(self.sep, 1)[0], item, held)
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def basic_consume(self, queue, *args, **kwargs):
-        no_ack = kwargs.get("no_ack", args[0] if args else False)
-        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
-        return super().basic_consume(queue, *args, **kwargs)
-
-    def _deliver_item(self, dest, item, recorded_tag):
+    def _deliver_item(self, dest, item, held):
         self._queue_cycle.rotate(dest)
-        recorded_tag = None if recorded_tag is None else bytes_to_str(recorded_tag)
         envelope = None
         try:
             envelope = _parse_envelope(item)
             check_envelope(envelope)
             tag = envelope["properties"]["delivery_tag"]
-            if tag in self.qos._delivered and tag != recorded_tag:
+            if tag in self.qos._delivered and tag not in self.qos._dirty:  # _dirty: acked
                 raise BadMessage(
                     "bad-envelope",
                     "properties.delivery_tag",
                     "is the tag of another message this worker holds (a copied message)",
                 )
         except BadMessage as exc:
-            self._forget_record(recorded_tag)
+            self._forget(held)
             report_rejection(dest, exc.reason, str(exc), **_context(envelope, item))
             return
-        if recorded_tag is not None:
-            if tag == recorded_tag:
-                self.qos.recorded_by_script.add(recorded_tag)
-            else:  # Lua and Python read the envelope differently: Python's record wins
-                self._forget_record(recorded_tag)
+        if held is not None:
+            self.qos.held[tag] = held
         try:
             self.connection._deliver(envelope, dest)
         except BROKER_ERRORS:
@@ -233,23 +312,24 @@ class Channel(kombu_redis.Channel):
         except Exception as exc:
             # The consumer rejects what it finds wrong itself; this is what neither
             # layer's checks foresaw. It must not reach kombu's connection handling.
-            self.qos.recorded_by_script.discard(tag)
             if tag in self.qos._delivered:
                 self.qos.ack(tag)
             else:
-                self._forget_record(tag if tag == recorded_tag else None)
+                self._forget(self.qos.held.pop(tag, None))
             reason = exc.reason if isinstance(exc, BadMessage) else "unexpected"
             detail = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {exc}"
             report_rejection(dest, reason, detail, **_context(envelope, item))
 
-    def _forget_record(self, tag):
-        if tag is not None:
-            self.qos._remove_from_indices(tag).execute()
+    def _forget(self, held):
+        """Drop a rejected item from this worker's held list (it is not run again)."""
+        if held is not None:
+            self.qos.pending_acks.append(held)
+            if not self.connection.defers_acks:
+                self.qos.flush_acks()
 
     def _on_script_error(self, exc):
-        if "shebang" in str(exc) or "unknown command" in str(exc):
-            self._script_unsupported = True  # Redis < 7: stock BRPOP from now on
-            transport_logger.warning("Redis cannot run the fetch script (%s); using BRPOP", exc)
+        if str(exc).startswith("LEASELOST"):
+            self._lease.renew_after_loss()
             return
         # Refused as a whole (out of memory, busy, read-only): nothing was popped.
         self._script_retry_at = monotonic() + SCRIPT_RETRY_SECONDS
@@ -265,11 +345,13 @@ class Channel(kombu_redis.Channel):
             except self.connection_errors as exc:
                 transport_logger.warning(
                     "%d acknowledgement(s) not recorded (%s): those tasks will be "
-                    "delivered again after the visibility timeout",
+                    "delivered again when this worker's lease expires",
                     len(self.qos.pending_acks),
                     exc,
                 )
-        super().close()
+        super().close()  # reserved messages go back to their queues here
+        if self._lease is not None:
+            self._lease.release()
 
 
 def _parse_envelope(item: bytes) -> dict:

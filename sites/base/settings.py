@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from platform_core import leases
 from platform_core.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -128,6 +129,11 @@ PLATFORM_SITE_MAX_COUNTDOWN = env_int("PLATFORM_SITE_MAX_COUNTDOWN", 60)
 PLATFORM_LONG_MAX_COUNTDOWN = env_int("PLATFORM_LONG_MAX_COUNTDOWN", 600)
 # Redelivery window = hard limit + max countdown + this margin (README: broker settings).
 PLATFORM_REDELIVERY_MARGIN = env_int("PLATFORM_REDELIVERY_MARGIN", 60)
+# Worker leases (platform_core.leases): a worker that stops renewing its lease for this
+# long is taken for dead, and its messages go back to their queues at the next sweep
+# (every PLATFORM_LEASE_SWEEP_SECONDS): the recovery bound is the sum of the two.
+PLATFORM_LEASE_SECONDS = env_int("PLATFORM_LEASE_SECONDS", leases.DEFAULT_LEASE_SECONDS)
+PLATFORM_LEASE_SWEEP_SECONDS = env_int("PLATFORM_LEASE_SWEEP_SECONDS", leases.DEFAULT_SWEEP_SECONDS)
 # A message delivered this many times without completing (its worker died each time)
 # is recorded as failed instead of being run again.
 PLATFORM_MAX_ATTEMPTS = env_int("PLATFORM_MAX_ATTEMPTS", 3)

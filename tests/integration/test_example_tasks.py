@@ -99,13 +99,14 @@ def test_long_report_writes_its_file_and_reports_progress(workers, redis_url):
     )
     assert progress["total"] == 120
     assert 0 < progress["done"] <= 120
-    # While it runs, its message sits in the long-running queue's own unacked index,
-    # out of reach of the site queues' short redelivery window.
+    # While it runs, its message is held under the long-running worker's lease.
     broker = redis.Redis.from_url(redis_url)
-    long_unacked = b"".join(broker.hvals("unacked_long_running"))
-    site_unacked = b"".join(broker.hvals("unacked"))
-    assert result.id.encode() in long_unacked
-    assert result.id.encode() not in site_unacked
+    held = {
+        key.decode(): b"".join(broker.lrange(key, 0, -1)) for key in broker.keys("platform:held:*")
+    }
+    holding = [key for key, items in held.items() if result.id.encode() in items]
+    assert len(holding) == 1
+    assert holding[0].endswith(":long_running")
     path = Path(result.get(timeout=30))
     with path.open() as handle:
         rows = list(csv.reader(handle))

@@ -29,12 +29,17 @@ def test_kombu_still_counts_key_errors_as_connection_errors():
 
 
 def test_the_transport_internals_are_where_the_platform_uses_them():
-    # platform_core.transport: the fetch script replaces _brpop_start/_brpop_read and
-    # records deliveries in kombu's unacked format (see redis_scripts.ACK_AND_FETCH).
+    # platform_core.transport: the fetch script and BLMOVE replace _brpop_start and
+    # _brpop_read; deliveries are held per worker (leases), so QoS.append/ack/reject/
+    # restore_unacked are replaced and rely on virtual.QoS's _delivered and _dirty.
+    assert kombu_redis.Transport.brpop_timeout == 1  # the idle BLMOVE waits as long
     for name in ("_brpop_start", "_brpop_read", "_q_for_pri"):
         assert hasattr(kombu_redis.Channel, name), name
-    assert hasattr(kombu_redis.QoS, "_remove_from_indices")
-    assert "_delivered" in inspect.getsource(virtual.QoS.__init__)
+    for name in ("append", "ack", "reject", "restore_unacked", "restore_by_tag"):
+        assert name in vars(kombu_redis.QoS), name
+    qos_init = inspect.getsource(virtual.QoS.__init__)
+    assert "_delivered" in qos_init
+    assert "_dirty" in qos_init
     assert "_deliver" in vars(virtual.Transport)
     consume = inspect.signature(virtual.Channel.basic_consume).parameters
     assert list(consume)[:3] == ["self", "queue", "no_ack"]

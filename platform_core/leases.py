@@ -1,0 +1,132 @@
+"""Worker leases: a worker's deliveries go back to their queues when it dies, never while
+it lives.
+
+A consuming channel takes a lease in Redis (``platform:leases``, expiry on Redis' own
+clock) and renews it from a thread of its own, every third of the lease: a task that
+keeps a pool process (or, with the solo pool, the main thread) busy does not stop the
+renewal. Every message the channel takes is recorded under its worker id by the fetch
+script (platform_core.redis_scripts.FETCH). The same thread sweeps: any expired lease's
+messages are moved back to the front of their queues, marked redelivered, by one
+atomic script — many sweepers, each dead worker swept once.
+
+A worker cut off from Redis (or paused) for longer than its lease finds on its next
+renewal that the lease was swept: it logs it and takes the lease again under the same
+id. What it held meanwhile has been handed to other workers and may run twice; its
+acknowledgements only ever remove entries from its own lists, never another worker's.
+"""
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+import redis
+
+from platform_core.redis_scripts import LEASE_SOURCES, LEASES, RELEASE, RENEW, SWEEP
+
+logger = logging.getLogger(__name__)
+
+# A dead worker's messages are back on their queues within lease + sweep seconds.
+DEFAULT_LEASE_SECONDS = 15
+DEFAULT_SWEEP_SECONDS = 5
+# Expired leases swept per script call (a sweep repeats while it finds more).
+SWEEP_BATCH = 20
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Lease:
+    """The lease of one consuming channel, renewed and sweeping in its own thread."""
+
+    def __init__(self, client: redis.Redis, seconds: float, sweep_seconds: float):
+        self.worker_id = new_worker_id()
+        self.client = client
+        self.milliseconds = int(seconds * 1000)
+        self.sweep_seconds = sweep_seconds
+        self.sources: list[str] = []
+        self._renew_script = client.register_script(RENEW)
+        self._sweep_script = client.register_script(SWEEP)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def take(self, sources) -> None:
+        """Record the queue keys this worker takes from and (re)take the lease now."""
+        self.sources = sorted(set(self.sources) | set(sources))
+        self._renew(new=True)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"lease {self.worker_id}", daemon=True
+            )
+            self._thread.start()
+
+    def renew_after_loss(self) -> None:
+        """The fetch script found the lease gone: take it again (and say so)."""
+        logger.error(
+            "Lease of worker %s was lost (not renewed within %.0f s: paused, or cut off "
+            "from Redis); what it held was handed to other workers and may run twice. "
+            "Taking the lease again.",
+            self.worker_id,
+            self.milliseconds / 1000,
+        )
+        self._renew(new=True)
+
+    def _renew(self, new=False) -> bool:
+        held = self._renew_script(
+            keys=[LEASES, LEASE_SOURCES],
+            args=[
+                self.worker_id,
+                self.milliseconds,
+                "\n".join(self.sources),
+                "new" if new else "renew",
+            ],
+        )
+        return bool(held)
+
+    def sweep(self) -> int:
+        """Hand the messages of every expired lease back to their queues; how many."""
+        restored = 0
+        while True:
+            swept, moved, *workers = self._sweep_script(
+                keys=[LEASES, LEASE_SOURCES], args=[SWEEP_BATCH]
+            )
+            restored += moved
+            if workers:
+                logger.warning(
+                    "Lease expired for %s: %d message(s) back on their queues",
+                    ", ".join(w.decode() for w in workers),
+                    moved,
+                )
+            if swept < SWEEP_BATCH:
+                return restored
+
+    def _run(self) -> None:
+        # Renew three times per lease; sweep at least as often (both are one script).
+        tick = min(self.milliseconds / 3000, self.sweep_seconds)
+        while not self._stop.wait(tick):
+            try:
+                if not self._renew():
+                    self.renew_after_loss()
+                self.sweep()
+            except redis.RedisError as exc:
+                logger.warning("Lease %s not renewed: %s (retrying)", self.worker_id, exc)
+
+    def release(self) -> None:
+        """Stop renewing; give the lease up now if nothing is held any more."""
+        self._stop.set()
+        try:
+            left = self.client.register_script(RELEASE)(
+                keys=[LEASES, LEASE_SOURCES], args=[self.worker_id]
+            )
+        except redis.RedisError as exc:
+            logger.warning("Lease %s not released (%s): it will expire", self.worker_id, exc)
+            return
+        if left:
+            logger.warning(
+                "Lease %s: %d message(s) still held at close; they go back to their "
+                "queues when the lease expires",
+                self.worker_id,
+                left,
+            )
