@@ -2,6 +2,7 @@
 to another, however long it runs; a worker that stops renewing (paused, cut off) is
 taken for dead, its messages run elsewhere, and it says so when it comes back."""
 
+import json
 import os
 import signal
 import time
@@ -58,3 +59,26 @@ def test_a_paused_worker_loses_its_lease_and_says_so(broker, client, start_worke
         executions=runs,
         duplicates=runs - 1,
     )
+
+
+def test_messages_an_earlier_version_left_in_the_unacked_index_run_once(
+    broker, client, start_worker, record_figure
+):
+    """The upgrade path: a delivery recorded by the previous version (kombu's unacked
+    index, its worker gone) goes back to its queue once its old window has passed."""
+    from tests.fuzz.envelopes import good_envelope
+
+    token = new_token()
+    envelope = good_envelope("cert", "celery_tasks.cert.drills.record", args=(token, 0))
+    tag = envelope["properties"]["delivery_tag"]
+    old = broker.client()
+    # kombu's QoS.append: ZADD index tag time; HSET unacked tag [payload, exchange, key].
+    old.zadd("unacked_index", {tag: time.time() - 3600})
+    old.hset("unacked", tag, json.dumps([envelope, "", "cert"]))
+    start_worker("cert")
+    task_id = envelope["headers"]["id"]
+    wait_for(lambda: drill_executions(broker, token), 60, "the old delivery to run", 0.5)
+    time.sleep(12)  # one more sweep of the old index: nothing comes back
+    assert drill_executions(broker, token) == {task_id: 1}
+    assert old.hlen("unacked") == 0
+    record_figure("delivery left in the old unacked index by a previous version", executions=1)
