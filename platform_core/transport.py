@@ -47,6 +47,10 @@ transport_logger = logging.getLogger("platform_core.transport")
 # that item's content (kombu counts even KeyError as a connection error).
 BROKER_ERRORS = (redis.RedisError, OSError)
 
+# Acknowledgements made on a channel that has since closed (its connection was lost):
+# the process's next consuming channel sends them with its first fetch. Only removals
+# from this process's own held lists, so any channel may carry them.
+ORPHANED_ACKS: deque = deque()
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
 
@@ -77,8 +81,13 @@ class QoS(kombu_redis.QoS):
         if held is None:
             super().ack(delivery_tag)
             return
-        self.pending_acks.append(held)
         virtual.QoS.ack(self, delivery_tag)
+        if self.channel.closed:
+            # A task that finished after its connection was lost: the next channel
+            # of this process removes the record, if it comes before the sweep does.
+            ORPHANED_ACKS.append(held)
+            return
+        self.pending_acks.append(held)
         if not self.channel.connection.defers_acks:
             self.flush_acks()
 
@@ -97,8 +106,16 @@ class QoS(kombu_redis.QoS):
     def restore_unacked(self, client=None):
         # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues.
         others = [tag for tag in self._delivered if tag not in self.held]
-        mine = [self.held.pop(tag) for tag in list(self._delivered) if tag in self.held]
-        self.restore(mine, client=client)
+        mine = [tag for tag in self._delivered if tag in self.held]
+        try:
+            self.restore([self.held[tag] for tag in mine], client=client)
+        except BROKER_ERRORS as exc:
+            # Kept: a task still running acknowledges later (ORPHANED_ACKS); the rest
+            # goes back when this worker's lease expires.
+            transport_logger.warning("%d delivery(ies) not handed back now: %s", len(mine), exc)
+            return
+        for tag in mine:
+            del self.held[tag]
         with self.channel.conn_or_acquire(client) as client:
             for tag in others:
                 self.restore_by_tag(tag, client=client)
@@ -116,8 +133,9 @@ class QoS(kombu_redis.QoS):
 
     def take_pending_acks(self) -> list[Held]:
         acks = []
-        while self.pending_acks:
-            acks.append(self.pending_acks.popleft())
+        for pending in (self.pending_acks, ORPHANED_ACKS):
+            while pending:
+                acks.append(pending.popleft())
         return acks
 
     def flush_acks(self):
@@ -344,11 +362,12 @@ class Channel(kombu_redis.Channel):
                 self.qos.flush_acks()
             except self.connection_errors as exc:
                 transport_logger.warning(
-                    "%d acknowledgement(s) not recorded (%s): those tasks will be "
-                    "delivered again when this worker's lease expires",
+                    "%d acknowledgement(s) not recorded (%s): the next connection records "
+                    "them, unless this worker's lease expires first",
                     len(self.qos.pending_acks),
                     exc,
                 )
+                ORPHANED_ACKS.extend(self.qos.take_pending_acks())
         super().close()  # reserved messages go back to their queues here
         if self._lease is not None:
             self._lease.release()
