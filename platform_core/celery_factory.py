@@ -10,11 +10,11 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from platform_core import results, transport
+from platform_core.delays import check_delay
 from platform_core.discovery import task_modules
 from platform_core.eager import apply_by_name
 from platform_core.launcher import redacted
-from platform_core.queues import queue_for_task_name
-from platform_core.routing import check_countdown, policy, route_by_task_name
+from platform_core.routing import policy, route_by_task_name
 
 
 class BrokerUnavailable(ConnectionError):
@@ -31,7 +31,7 @@ class PlatformCelery(Celery):
     def send_task(self, name, args=None, kwargs=None, countdown=None, eta=None, **options):
         if self.conf.task_always_eager:
             return apply_by_name(name, args, kwargs, task_id=options.get("task_id"))
-        check_countdown(name, options.get("queue") or queue_for_task_name(name), countdown, eta)
+        check_delay(name, countdown, eta, settings.PLATFORM_MAX_DELAY_SECONDS)
         # Celery declares the target queue on every publish (~40 µs of kombu entity
         # copying). Tasks go to the default exchange, i.e. straight onto the queue's
         # list in Redis, which needs no declaration; workers declare their own queues.

@@ -12,6 +12,8 @@ import redis
 from django.conf import settings
 
 EXECUTIONS_KEY = "platform:drill:{token}"
+# When each task last started (this host's clock, seconds): lateness of delayed tasks.
+STARTED_AT_KEY = "platform:drill:{token}:started_at"
 
 
 def _client() -> redis.Redis:
@@ -24,12 +26,16 @@ def record_execution(token: str, task_id: str, seconds: float, patience: float =
     The count is written to Redis, which a drill may be restarting: keep trying for
     ``patience`` seconds, so the drill measures the broker, not this write.
     """
+    started_at = time.time()
     time.sleep(seconds)
     deadline = time.monotonic() + patience
     while True:
         client = _client()
         try:
-            return int(client.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1))
+            with client.pipeline() as pipe:
+                pipe.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1)
+                pipe.hset(STARTED_AT_KEY.format(token=token), task_id, repr(started_at))
+                return int(pipe.execute()[0])
         except redis.ConnectionError:
             if time.monotonic() > deadline:
                 raise

@@ -16,10 +16,15 @@ of the queues it came from and marks those deliveries as redelivered.
 LEASES = "platform:leases"  # ZSET worker id -> lease expiry (ms, Redis TIME)
 LEASE_SOURCES = "platform:lease_sources"  # HASH worker id -> its queue keys, "\n"-joined
 HELD_PREFIX = "platform:held:"  # + worker id + ":" + queue key: LIST of raw items
+DELAYED_PREFIX = "platform:delayed:"  # + queue key: ZSET raw item -> due time (ms, Redis TIME)
 
 
 def held_key(worker_id: str, queue_key: str) -> str:
     return f"{HELD_PREFIX}{worker_id}:{queue_key}"
+
+
+def delayed_key(queue_key: str) -> str:
+    return f"{DELAYED_PREFIX}{queue_key}"
 
 
 _NOW_MS = """
@@ -153,6 +158,67 @@ end
 return left
 """
 
+
+# Delays (platform_core.delays): a message due later than the horizon waits in its
+# queue's delayed set, scored by its due time on Redis' clock; the producer sends the
+# delay, not the time, so the hosts' clocks decide nothing but the delay's length.
+
+# PARK (producer): KEYS[1] delayed set  ARGV[1] delay ms  ARGV[2] item. Returns due ms.
+PARK = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+local due = now + math.max(0, tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[1], due, ARGV[2])
+return due
+"""
+)
+
+# PARK_HELD (a worker given a message due later than the horizon, e.g. by a plain
+# Celery client): move it from its held list into the delayed set, in one step.
+#   KEYS[1] held list  KEYS[2] delayed set  ARGV as PARK. Returns due ms, or -1 if the
+#   item was no longer held (its lease was swept meanwhile; someone else has it).
+PARK_HELD = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return -1 end
+local due = now + math.max(0, tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[2], due, ARGV[2])
+return due
+"""
+)
+
+# PROMOTE: move every due message (Redis' clock) from the delayed sets to the front of
+# their queues (the end consumers take from next), earliest due taken first. Atomic:
+# with many promoters running, each message is moved exactly once.
+#   KEYS: pairs (delayed set, queue list)  ARGV[1] most messages moved per set
+# Returns {messages moved, ms until the next one is due (-1: none waiting)}; a caller
+# that gets back ARGV[1] moved from a set calls again at once.
+PROMOTE = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+local limit = tonumber(ARGV[1])
+local moved, next_due = 0, -1
+for k = 1, #KEYS, 2 do
+    local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now, 'LIMIT', 0, limit)
+    for i = #due, 1, -1 do
+        redis.call('RPUSH', KEYS[k + 1], due[i])
+    end
+    if #due > 0 then
+        redis.call('ZREM', KEYS[k], unpack(due))
+        moved = moved + #due
+    end
+    local first = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+    if first[2] then
+        local wait = math.max(0, tonumber(first[2]) - now)
+        if next_due < 0 or wait < next_due then next_due = wait end
+    end
+end
+return {moved, next_due}
+"""
+)
 
 FETCH, SWEEP, RELEASE = (
     script.replace("@HELD@", HELD_PREFIX) for script in (FETCH, SWEEP, RELEASE)

@@ -1,7 +1,5 @@
 """Routing by task name, so ``send_task`` from any site lands on the owner's queue."""
 
-from datetime import UTC, datetime
-
 from django.conf import settings
 
 from platform_core.queues import Limits, QueuePolicy, policy_for, queue_for_task_name
@@ -24,27 +22,3 @@ def policy(queue: str) -> QueuePolicy:
             redelivery_margin=settings.PLATFORM_REDELIVERY_MARGIN,
         ),
     )
-
-
-class CountdownTooLong(ValueError):
-    """A countdown/ETA longer than the queue's redelivery window would run twice."""
-
-
-def check_countdown(name: str, queue: str | None, countdown, eta) -> None:
-    if queue is None or (countdown is None and eta is None):
-        return
-    if eta is not None:
-        if isinstance(eta, str):
-            eta = datetime.fromisoformat(eta)
-        if eta.tzinfo is None:
-            eta = eta.replace(tzinfo=UTC)
-        wait = (eta - datetime.now(UTC)).total_seconds()
-    else:
-        wait = float(countdown)
-    limit = policy(queue).max_countdown
-    if wait > limit:
-        raise CountdownTooLong(
-            f"{name}: a delay of {wait:.0f} s exceeds the {queue} queue's limit of {limit} s. "
-            "Redis would hand the waiting message to a second worker and the task would run "
-            "twice. Schedule it as a periodic job (manage.py periodic) instead."
-        )

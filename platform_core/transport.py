@@ -19,6 +19,11 @@ atomically. An idle worker waits with BLMOVE, which records the message in the s
 step as the pop. Acknowledgements that cannot ride along (no fetch this turn) go in
 one pipeline at the end of the turn, before the loop sleeps.
 
+A message due later than delays.HORIZON_SECONDS is parked in its queue's delayed set
+instead of being pushed onto the queue (by the platform's producers) or held in memory
+(by a worker given one by a plain Celery client); each consuming channel runs a
+promoter that moves due messages to the front of its queues (platform_core.delays).
+
 kombu's own unacked index is still swept with its old window, so messages a previous
 version left there go back to their queues once (the upgrade path).
 """
@@ -35,9 +40,17 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from platform_core.delays import Promoter, delay_of, should_park
 from platform_core.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
 from platform_core.message_checks import BadMessage, check_envelope
-from platform_core.redis_scripts import FETCH, LEASES, held_key
+from platform_core.redis_scripts import (
+    FETCH,
+    LEASES,
+    PARK,
+    PARK_HELD,
+    delayed_key,
+    held_key,
+)
 from platform_core.rejections import report_rejection
 
 transport_logger = logging.getLogger("platform_core.transport")
@@ -191,6 +204,7 @@ class Channel(kombu_redis.Channel):
     lease_seconds = DEFAULT_LEASE_SECONDS
     lease_sweep_seconds = DEFAULT_SWEEP_SECONDS
     _lease = None
+    _promoter = None
     _sync_client = None
     _fetch_command = "BRPOP"
     _blmove_source = None
@@ -210,8 +224,35 @@ class Channel(kombu_redis.Channel):
                 self._lease = Lease(
                     self._create_client(), self.lease_seconds, self.lease_sweep_seconds
                 )
-            self._lease.take(self._q_for_pri(queue, pri) for pri in self.priority_steps)
+            sources = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+            self._lease.take(sources)
+            if self._promoter is None:
+                self._promoter = Promoter(self._create_client(), f"promoter {queue}")
+            self._promoter.watch(sources)
         return consumer_tag
+
+    def _put(self, queue, message, **kwargs):
+        delay = delay_of(message)
+        if not should_park(delay):
+            return super()._put(queue, message, **kwargs)
+        # Due later than the horizon: into the delayed set, not onto the queue.
+        key = delayed_key(self._q_for_pri(queue, self._get_message_priority(message, False)))
+        args = (PARK, 1, key, int(delay * 1000), dumps(message))
+        publish_batch = kwargs.pop("_publish_batch", None)
+        if publish_batch is not None:
+            publish_batch.add("eval", *args)
+            return
+        with self.conn_or_acquire() as client:
+            client.eval(*args)
+
+    def _purge(self, queue):
+        purged = super()._purge(queue)
+        with self.conn_or_acquire() as client:
+            with client.pipeline() as pipe:
+                for pri in self.priority_steps:
+                    key = delayed_key(self._q_for_pri(queue, pri))
+                    pipe.zcard(key).delete(key)
+                return purged + sum(pipe.execute()[::2])
 
     def _brpop_start(self, timeout=None):
         if monotonic() < self._script_retry_at:
@@ -322,6 +363,10 @@ class Channel(kombu_redis.Channel):
             report_rejection(dest, exc.reason, str(exc), **_context(envelope, item))
             return
         if held is not None:
+            delay = delay_of(envelope)
+            if should_park(delay):  # e.g. a far ETA from a plain Celery client
+                self._park_held(held, delay, envelope)
+                return
             self.qos.held[tag] = held
         try:
             self.connection._deliver(envelope, dest)
@@ -337,6 +382,20 @@ class Channel(kombu_redis.Channel):
             reason = exc.reason if isinstance(exc, BadMessage) else "unexpected"
             detail = str(exc) if isinstance(exc, BadMessage) else f"{type(exc).__name__}: {exc}"
             report_rejection(dest, reason, detail, **_context(envelope, item))
+
+    def _park_held(self, held, delay, envelope):
+        """Move a delivery due later than the horizon from our held list to its delayed set."""
+        with self.conn_or_acquire() as client:
+            due = client.eval(
+                PARK_HELD, 2, held.key, delayed_key(held.source), int(delay * 1000), held.raw
+            )
+        if due >= 0:
+            transport_logger.info(
+                "Task %s due in %.0f s parked in the delayed set of %s",
+                _context(envelope, held.raw).get("id", "?"),
+                delay,
+                held.source,
+            )
 
     def _forget(self, held):
         """Drop a rejected item from this worker's held list (it is not run again)."""
@@ -369,6 +428,8 @@ class Channel(kombu_redis.Channel):
                 )
                 ORPHANED_ACKS.extend(self.qos.take_pending_acks())
         super().close()  # reserved messages go back to their queues here
+        if self._promoter is not None:
+            self._promoter.stop()
         if self._lease is not None:
             self._lease.release()
 

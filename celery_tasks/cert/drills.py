@@ -9,6 +9,14 @@ def record(self, token: str, seconds: float = 0) -> int:
     return record_execution(token, self.request.id, seconds)
 
 
+@cert_app.task(bind=True, max_retries=1)
+def retry_once(self, token: str, countdown: float) -> int:
+    """Retries itself once after ``countdown`` seconds, then records (delay drills)."""
+    if not self.request.retries:
+        raise self.retry(countdown=countdown)
+    return record_execution(token, self.request.id, 0)
+
+
 @cert_app.task
 def kill_worker() -> None:
     """Kills the pool process running it, every time: a poison message."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from platform_core import leases
+from platform_core import delays, leases
 from platform_core.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -124,7 +124,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Hard time limits (s). A site task longer than this belongs on long_running.
 PLATFORM_SITE_TASK_TIME_LIMIT = env_int("PLATFORM_SITE_TASK_TIME_LIMIT", 300)
 PLATFORM_LONG_TASK_TIME_LIMIT = env_int("PLATFORM_LONG_TASK_TIME_LIMIT", 2 * 60 * 60)
-# Longest countdown/ETA accepted per queue (a longer wait would outlive the window).
+# Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
+# works; platform_core.delays). Beyond it, apply_async raises DelayTooLong.
+PLATFORM_MAX_DELAY_SECONDS = env_int("PLATFORM_MAX_DELAY_SECONDS", delays.DEFAULT_MAX_DELAY_SECONDS)
+# Legacy: the windows of kombu's old unacked index (upgrade path only; see queues.py).
 PLATFORM_SITE_MAX_COUNTDOWN = env_int("PLATFORM_SITE_MAX_COUNTDOWN", 60)
 PLATFORM_LONG_MAX_COUNTDOWN = env_int("PLATFORM_LONG_MAX_COUNTDOWN", 600)
 # Redelivery window = hard limit + max countdown + this margin (README: broker settings).

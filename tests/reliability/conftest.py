@@ -62,10 +62,12 @@ def platform_env_short(broker, django_db_setup, tmp_path):
 def start_worker(platform_env_short, tmp_path):
     started = []
 
-    def start(queue="cert", name=None, concurrency=1, extra_env=None):
+    def start(queue="cert", name=None, concurrency=1, extra_env=None, extra_args=()):
         name = name or f"{queue}-{len(started)}"
         env = {**platform_env_short, **(extra_env or {})}
-        argv = manage(WORKER_COMMANDS[queue], "-c", str(concurrency), "-n", f"{name}@%h")
+        argv = manage(
+            WORKER_COMMANDS[queue], "-c", str(concurrency), "-n", f"{name}@%h", *extra_args
+        )
         process = Process(f"worker-{name}", argv, env, tmp_path)
         wait_for(lambda: " ready." in process.log(), 60, f"worker {name} to start")
         started.append(process)
@@ -78,9 +80,21 @@ def start_worker(platform_env_short, tmp_path):
 
 @pytest.fixture
 def client(broker):
-    """A producer that imports nothing from the platform: names and queues only."""
+    """A plain Celery producer: stock kombu transport, names and queues only."""
     app = Celery("fault-tests", broker=broker.url, backend=broker.url)
     app.conf.broker_connection_retry_on_startup = True
+    # redis:// would resolve to the platform's transport once this process imported it.
+    app.conf.broker_transport = "kombu.transport.redis:Transport"
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def platform_client(broker):
+    """A producer on the platform's transport (it parks far delays in Redis as it sends)."""
+    app = Celery("fault-tests-platform", broker=broker.url, backend=broker.url)
+    app.conf.broker_connection_retry_on_startup = True
+    app.conf.broker_transport = "platform_core.transport:Transport"
     yield app
     app.close()
 
@@ -92,6 +106,11 @@ def send(client, queue, task, *args, **options):
 def drill_executions(broker, token) -> dict:
     raw = broker.client().hgetall(f"platform:drill:{token}")
     return {key.decode(): int(value) for key, value in raw.items()}
+
+
+def drill_started_at(broker, token) -> dict:
+    raw = broker.client().hgetall(f"platform:drill:{token}:started_at")
+    return {key.decode(): float(value) for key, value in raw.items()}
 
 
 def new_token() -> str:

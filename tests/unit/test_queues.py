@@ -3,8 +3,9 @@
 import pytest
 
 from platform_core.celery_factory import queue_settings
+from platform_core.delays import DEFAULT_MAX_DELAY_SECONDS, DelayTooLong, check_delay
 from platform_core.queues import QUEUES, SITES, Limits, policy_for, queue_for_task_name
-from platform_core.routing import CountdownTooLong, check_countdown, route_by_task_name
+from platform_core.routing import route_by_task_name
 
 
 def test_long_running_has_its_own_unacked_index_and_a_longer_window():
@@ -56,11 +57,17 @@ def test_the_name_alone_decides_the_queue(name, queue):
     assert route == ({"queue": queue} if queue else None)
 
 
-def test_countdown_beyond_the_redelivery_window_is_refused():
-    check_countdown("celery_tasks.cert.x.y", "cert", 30, None)
-    with pytest.raises(CountdownTooLong, match="exceeds the cert queue's limit of 60 s"):
-        check_countdown("celery_tasks.cert.x.y", "cert", 3600, None)
-    check_countdown("celery_tasks.long_running.x.y", "long_running", 300, None)
+def test_delays_of_any_length_up_to_the_sanity_limit_are_accepted():
+    from datetime import UTC, datetime, timedelta
+
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    check_delay("celery_tasks.cert.x.y", 3600, None, DEFAULT_MAX_DELAY_SECONDS)
+    check_delay("celery_tasks.cert.x.y", None, tomorrow, DEFAULT_MAX_DELAY_SECONDS)
+    check_delay("celery_tasks.cert.x.y", None, tomorrow.isoformat(), DEFAULT_MAX_DELAY_SECONDS)
+    with pytest.raises(DelayTooLong, match=r"limit of 2592000 s \(30 days, PLATFORM_MAX_DELAY"):
+        check_delay("celery_tasks.cert.x.y", 31 * 86400, None, DEFAULT_MAX_DELAY_SECONDS)
+    with pytest.raises(DelayTooLong, match="Nothing was sent"):
+        check_delay("celery_tasks.cert.x.y", None, tomorrow + timedelta(days=30), 30 * 86400)
 
 
 def test_task_events_are_on_for_every_queue_unless_switched_off(settings):

@@ -1,0 +1,126 @@
+"""Delays of any length, held in Redis, not in a worker's memory.
+
+A task due more than HORIZON_SECONDS from now (``countdown``, ``eta``, ``retry(countdown=…)``)
+is not handed to a worker to hold: it waits in its queue's delayed set
+(``platform:delayed:<queue key>``, a ZSET scored by due time on Redis' clock) and is
+moved to the front of its queue when due, by one atomic script, whichever worker's
+promoter runs it first. It survives worker and Redis restarts (AOF) like any queued
+message, and no worker holds it meanwhile, so there is nothing to redeliver.
+
+The platform's producers park such messages as they publish (transport.Channel._put).
+A message with a far ``eta`` from a producer outside the platform (a plain Celery
+client) reaches a worker first; the worker parks it on arrival (transport).
+
+Clocks: the producer sends the delay (eta minus its own now), and Redis turns it into a
+due time with ``TIME``: every due-time decision is made on Redis' clock.
+"""
+
+import logging
+import threading
+from datetime import UTC, datetime
+from time import time
+
+import redis
+
+from platform_core.redis_scripts import PROMOTE, delayed_key
+
+logger = logging.getLogger(__name__)
+
+# Messages due within this many seconds go straight to their queue (the worker that
+# takes them holds them until due, as stock Celery does); later ones are parked.
+HORIZON_SECONDS = 2.0
+# A promoter sleeps until the next message is due, but never longer than this: a
+# message parked after its last look (due >= HORIZON_SECONDS later) is seen in time.
+PROMOTE_POLL_SECONDS = 1.0
+# Messages moved per delayed set per script call (a promoter repeats while it moves more).
+PROMOTE_BATCH = 500
+# The longest delay accepted (settings.PLATFORM_MAX_DELAY_SECONDS): beyond it a
+# delay is far more likely a unit mistake (ms for s) than a plan.
+DEFAULT_MAX_DELAY_SECONDS = 30 * 24 * 60 * 60
+
+
+class DelayTooLong(ValueError):
+    """A countdown/ETA beyond the platform's sanity limit. Nothing was sent."""
+
+
+def seconds_until(eta) -> float:
+    """Seconds from now (this host's clock) until ``eta`` (datetime or ISO 8601 text)."""
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if eta.tzinfo is None:  # Celery's naive ETAs are UTC here (TIME_ZONE = "UTC")
+        eta = eta.replace(tzinfo=UTC)
+    return eta.timestamp() - time()
+
+
+def delay_of(envelope: dict) -> float | None:
+    """Seconds until the message is due, if it has an ETA that can be read; else None."""
+    headers = envelope.get("headers")
+    eta = headers.get("eta") if isinstance(headers, dict) else None
+    if not isinstance(eta, str):
+        return None
+    try:
+        return seconds_until(eta)
+    except (ValueError, OverflowError, OSError):
+        return None  # the consumer's checks reject it with a reason
+
+
+def should_park(delay: float | None) -> bool:
+    return delay is not None and delay > HORIZON_SECONDS
+
+
+def check_delay(name: str, countdown, eta, limit_seconds: int) -> None:
+    """Refuse a delay beyond the sanity limit, naming the limit and the setting."""
+    if countdown is None and eta is None:
+        return
+    wait = seconds_until(eta) if eta is not None else float(countdown)
+    if wait > limit_seconds:
+        raise DelayTooLong(
+            f"{name}: a delay of {wait:.0f} s ({wait / 86400:.1f} days) exceeds the platform's "
+            f"limit of {limit_seconds} s ({limit_seconds / 86400:.0f} days, "
+            "PLATFORM_MAX_DELAY_SECONDS). Nothing was sent. For work further ahead, "
+            "schedule a periodic job (manage.py periodic)."
+        )
+
+
+class Promoter:
+    """Moves due messages of one worker's queues from their delayed sets, in a thread."""
+
+    def __init__(self, client: redis.Redis, name: str):
+        self.client = client
+        self.name = name
+        self.keys: list[str] = []  # (delayed set, queue list) pairs, flattened
+        self._script = client.register_script(PROMOTE)
+        self._stop = threading.Event()
+        self._thread = None
+
+    def watch(self, queue_keys) -> None:
+        watched = set(self.keys[1::2]) | set(queue_keys)
+        self.keys = [key for queue in sorted(watched) for key in (delayed_key(queue), queue)]
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def promote(self) -> float:
+        """Move every due message now; seconds until the next one is due (-1: none)."""
+        while True:
+            moved, next_ms = self._script(keys=self.keys, args=[PROMOTE_BATCH])
+            if moved < PROMOTE_BATCH:
+                return next_ms / 1000 if next_ms >= 0 else -1.0
+
+    def _run(self) -> None:
+        wait, failing = 0.0, False
+        while not self._stop.wait(wait):
+            try:
+                next_due = self.promote()
+            except redis.RedisError as exc:
+                if not failing:  # once per outage, not once per poll
+                    logger.warning("Delayed messages not moved: %s (retrying)", exc)
+                failing, next_due = True, -1.0
+            else:
+                if failing:
+                    logger.info("Delayed messages moving again")
+                failing = False
+            wait = PROMOTE_POLL_SECONDS if next_due < 0 else min(next_due, PROMOTE_POLL_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,146 @@
+"""The delayed-set scripts (platform_core.redis_scripts), run on the test's real
+redis-server: a parked message waits in its queue's delayed set scored by Redis' clock;
+a due one is moved to the front of its queue exactly once, however many promoters run;
+a plain kombu producer's publish with a far ETA is parked by the platform's transport."""
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from platform_core import transport
+from platform_core.delays import HORIZON_SECONDS, Promoter
+from platform_core.redis_scripts import PARK, PARK_HELD, PROMOTE, delayed_key
+
+QUEUE = "delay_test"
+OTHER = "delay_test_other"
+
+
+@pytest.fixture
+def server(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.delete(QUEUE, OTHER, delayed_key(QUEUE), delayed_key(OTHER), "delay_test_held")
+
+
+def redis_now_ms(server) -> int:
+    seconds, micros = server.time()
+    return seconds * 1000 + micros // 1000
+
+
+def park(server, queue, item, delay_ms):
+    return server.eval(PARK, 1, delayed_key(queue), delay_ms, item)
+
+
+def promote(server, *queues, limit=500):
+    keys = [key for queue in queues for key in (delayed_key(queue), queue)]
+    moved, next_ms = server.eval(PROMOTE, len(keys), *keys, limit)
+    return moved, next_ms
+
+
+def test_a_parked_message_is_scored_by_redis_clock(server):
+    before = redis_now_ms(server)
+    due = park(server, QUEUE, b"m1", 3_600_000)
+    after = redis_now_ms(server)
+    assert before + 3_600_000 <= due <= after + 3_600_000
+    assert server.zscore(delayed_key(QUEUE), b"m1") == due
+    assert server.llen(QUEUE) == 0
+
+
+def test_only_due_messages_move_earliest_first_to_the_front(server):
+    server.lpush(QUEUE, b"queued")  # a backlog: due messages go ahead of it
+    park(server, QUEUE, b"late", 60_000)
+    park(server, QUEUE, b"second", -2000)  # overdue
+    park(server, QUEUE, b"first", -5000)
+    moved, next_ms = promote(server, QUEUE)
+    assert moved == 2
+    assert 55_000 < next_ms <= 60_000
+    # Consumers take from the right: first, then second, then the backlog.
+    assert [server.rpop(QUEUE) for _ in range(3)] == [b"first", b"second", b"queued"]
+    assert server.zrange(delayed_key(QUEUE), 0, -1) == [b"late"]
+
+
+def test_nothing_waiting_says_so(server):
+    assert promote(server, QUEUE, OTHER) == (0, -1)
+
+
+def test_the_next_due_time_spans_every_watched_queue(server):
+    park(server, QUEUE, b"a", 50_000)
+    park(server, OTHER, b"b", 10_000)
+    moved, next_ms = promote(server, QUEUE, OTHER)
+    assert moved == 0
+    assert 5_000 < next_ms <= 10_000
+
+
+def test_many_promoters_move_each_message_exactly_once(server, redis_url):
+    items = [f"m{i}".encode() for i in range(2000)]
+    for start in range(0, len(items), 500):
+        with server.pipeline() as pipe:
+            for item in items[start : start + 500]:
+                pipe.eval(PARK, 1, delayed_key(QUEUE), 300, item)
+            pipe.execute()
+    stop = threading.Event()
+
+    def promoter():
+        client = redis.Redis.from_url(redis_url)
+        while not stop.is_set():
+            promote(client, QUEUE, limit=7)
+
+    threads = [threading.Thread(target=promoter) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while server.llen(QUEUE) < len(items) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # promoters still running: nothing more may appear
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert sorted(server.lrange(QUEUE, 0, -1)) == sorted(items)
+    assert server.zcard(delayed_key(QUEUE)) == 0
+
+
+def test_a_held_message_is_parked_only_if_still_held(server):
+    server.lpush("delay_test_held", b"held")
+    args = (2, "delay_test_held", delayed_key(QUEUE), 60_000)
+    assert server.eval(PARK_HELD, *args, b"held") > 0
+    assert server.llen("delay_test_held") == 0
+    assert server.zcard(delayed_key(QUEUE)) == 1
+    # Swept meanwhile (someone else has it now): not parked a second time.
+    assert server.eval(PARK_HELD, *args, b"gone") == -1
+    assert server.zcard(delayed_key(QUEUE)) == 1
+
+
+def test_the_promoter_thread_moves_a_message_within_its_due_time(server, redis_url):
+    promoter = Promoter(redis.Redis.from_url(redis_url), "test promoter")
+    promoter.watch([QUEUE])
+    try:
+        time.sleep(0.2)  # it looked once and found nothing
+        park(server, QUEUE, b"soon", int(HORIZON_SECONDS * 1000))
+        due = time.monotonic() + HORIZON_SECONDS
+        reply = server.brpop(QUEUE, timeout=HORIZON_SECONDS + 5)
+        late = time.monotonic() - due
+    finally:
+        promoter.stop()
+    assert reply == (QUEUE.encode(), b"soon")
+    assert -0.05 < late < 0.5
+
+
+def test_the_platform_producer_parks_a_far_eta_and_sends_a_near_one(server, redis_url):
+    from kombu import Connection
+
+    transport.install()
+    now = datetime.now(UTC)
+    with Connection(redis_url) as connection:
+        producer = connection.Producer()
+        for name, eta in (("far", now + timedelta(hours=1)), ("near", now)):
+            producer.publish(
+                {"n": name}, routing_key=QUEUE, headers={"eta": eta.isoformat(), "id": name}
+            )
+    [(item, due)] = server.zrange(delayed_key(QUEUE), 0, -1, withscores=True)
+    assert b'"far"' in item
+    assert abs(due - (redis_now_ms(server) + 3_600_000)) < 5_000
+    [queued] = server.lrange(QUEUE, 0, -1)
+    assert b'"near"' in queued
