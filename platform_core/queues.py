@@ -3,11 +3,9 @@
 One queue per site plus ``long_running``. All share one Redis database (so Flower,
 ``inspect`` and cross-site ``send_task`` see everything).
 
-Deliveries are recorded per worker under a lease (platform_core.leases), not in kombu's
-unacked index. The per-queue index keys and windows below remain only so that messages
-an earlier version left in those indexes go back to their queues once (the upgrade
-path); the long-running queue kept its *own* index because kombu's clock is per index
-and the shortest timeout sharing one wins (kombu#337, celery#5935).
+Deliveries are recorded per worker under a lease (platform_core.leases) and delays
+wait in Redis (platform_core.delays): a task on a live worker is never handed to
+another, whatever its length or delay. The hard time limit only stops runaway tasks.
 """
 
 from dataclasses import dataclass
@@ -24,39 +22,33 @@ WORKER_COMMANDS = {
     LONG_RUNNING: "run_long_running_worker",
 }
 
-# How often a worker sweeps its unacked index for messages of dead workers.
-RESTORE_SWEEP_SECONDS = 10
+# The upgrade path, and nothing else: versions before leases recorded deliveries in
+# kombu's time-windowed unacked index, one for the site queues and one for
+# long_running (kombu#337). Messages left there go back to their queues once the
+# window those versions used by default has passed (it is never reached by a worker
+# of this version, which records nothing there). Remove once no such version runs.
+LEGACY_INDEXES = {"site": ("unacked", 420), LONG_RUNNING: ("unacked_long_running", 7860)}
+LEGACY_SWEEP_SECONDS = 10
 
 
 @dataclass(frozen=True)
 class QueuePolicy:
     queue: str
-    hard_time_limit: int  # seconds; the worker kills the task after this
-    max_countdown: int  # seconds; longest countdown/ETA accepted for this queue
+    hard_time_limit: int  # seconds; the worker kills a runaway task after this
     prefetch_multiplier: int
-    unacked_key_prefix: str  # which unacked index in Redis this queue's workers use
-    # Seconds between the end of the longest legitimate stay in the unacked index
-    # (countdown + run time) and the moment Redis hands the message to another worker.
-    redelivery_margin: int = 60
 
     @property
     def soft_time_limit(self) -> int:
         return max(1, int(self.hard_time_limit * 0.9))
 
-    @property
-    def visibility_timeout(self) -> int:
-        # A message is in the unacked index from delivery until ack: while it waits
-        # for its ETA and while it runs. Redelivery must come only after both.
-        return self.hard_time_limit + self.max_countdown + self.redelivery_margin
-
     def transport_options(self) -> dict:
+        index, window = LEGACY_INDEXES[LONG_RUNNING if self.queue == LONG_RUNNING else "site"]
         return {
-            "visibility_timeout": self.visibility_timeout,
-            "unacked_key": f"{self.unacked_key_prefix}",
-            "unacked_index_key": f"{self.unacked_key_prefix}_index",
-            "unacked_mutex_key": f"{self.unacked_key_prefix}_mutex",
-            # Sweep every RESTORE_SWEEP_SECONDS (kombu's default is every 100 s).
-            "unacked_restore_interval": RESTORE_SWEEP_SECONDS,
+            "visibility_timeout": window,
+            "unacked_key": index,
+            "unacked_index_key": f"{index}_index",
+            "unacked_mutex_key": f"{index}_mutex",
+            "unacked_restore_interval": LEGACY_SWEEP_SECONDS,
             "unacked_restore_throttle": 1,
             # A broker that vanishes without closing the TCP connection (failover, NAT)
             # must not hang a publish forever.
@@ -72,9 +64,6 @@ class Limits:
 
     site_time_limit: int = 300
     long_time_limit: int = 2 * 60 * 60
-    site_max_countdown: int = 60
-    long_max_countdown: int = 600
-    redelivery_margin: int = 60
 
 
 def policy_for(queue: str, limits: Limits) -> QueuePolicy:
@@ -82,23 +71,9 @@ def policy_for(queue: str, limits: Limits) -> QueuePolicy:
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; known queues: {', '.join(QUEUES)}")
     if queue == LONG_RUNNING:
-        return QueuePolicy(
-            queue=queue,
-            hard_time_limit=limits.long_time_limit,
-            max_countdown=limits.long_max_countdown,
-            # One task at a time per process: nothing waits behind a long task.
-            prefetch_multiplier=1,
-            unacked_key_prefix="unacked_long_running",
-            redelivery_margin=limits.redelivery_margin,
-        )
-    return QueuePolicy(
-        queue=queue,
-        hard_time_limit=limits.site_time_limit,
-        max_countdown=limits.site_max_countdown,
-        prefetch_multiplier=1,
-        unacked_key_prefix="unacked",
-        redelivery_margin=limits.redelivery_margin,
-    )
+        # One task at a time per process: nothing waits behind a long task.
+        return QueuePolicy(queue, hard_time_limit=limits.long_time_limit, prefetch_multiplier=1)
+    return QueuePolicy(queue, hard_time_limit=limits.site_time_limit, prefetch_multiplier=1)
 
 
 def queue_for_task_name(name: str) -> str | None:

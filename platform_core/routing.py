@@ -17,8 +17,5 @@ def policy(queue: str) -> QueuePolicy:
         Limits(
             site_time_limit=settings.PLATFORM_SITE_TASK_TIME_LIMIT,
             long_time_limit=settings.PLATFORM_LONG_TASK_TIME_LIMIT,
-            site_max_countdown=settings.PLATFORM_SITE_MAX_COUNTDOWN,
-            long_max_countdown=settings.PLATFORM_LONG_MAX_COUNTDOWN,
-            redelivery_margin=settings.PLATFORM_REDELIVERY_MARGIN,
         ),
     )

@@ -121,17 +121,14 @@ LOGGING = {
 USE_CELERY = env_bool("USE_CELERY", default=DEPLOYED)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Hard time limits (s). A site task longer than this belongs on long_running.
+# Hard time limits (s): runaway tasks are killed after this (a task on a live worker is
+# never handed to another, however long it runs). A site task longer than this
+# belongs on long_running.
 PLATFORM_SITE_TASK_TIME_LIMIT = env_int("PLATFORM_SITE_TASK_TIME_LIMIT", 300)
 PLATFORM_LONG_TASK_TIME_LIMIT = env_int("PLATFORM_LONG_TASK_TIME_LIMIT", 2 * 60 * 60)
 # Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
 # works; platform_core.delays). Beyond it, apply_async raises DelayTooLong.
 PLATFORM_MAX_DELAY_SECONDS = env_int("PLATFORM_MAX_DELAY_SECONDS", delays.DEFAULT_MAX_DELAY_SECONDS)
-# Legacy: the windows of kombu's old unacked index (upgrade path only; see queues.py).
-PLATFORM_SITE_MAX_COUNTDOWN = env_int("PLATFORM_SITE_MAX_COUNTDOWN", 60)
-PLATFORM_LONG_MAX_COUNTDOWN = env_int("PLATFORM_LONG_MAX_COUNTDOWN", 600)
-# Redelivery window = hard limit + max countdown + this margin (README: broker settings).
-PLATFORM_REDELIVERY_MARGIN = env_int("PLATFORM_REDELIVERY_MARGIN", 60)
 # Worker leases (platform_core.leases): a worker that stops renewing its lease for this
 # long is taken for dead, and its messages go back to their queues at the next sweep
 # (every PLATFORM_LEASE_SWEEP_SECONDS): the recovery bound is the sum of the two.
@@ -152,7 +149,7 @@ PLATFORM_EVENT_FLUSH_MS = env_int("PLATFORM_EVENT_FLUSH_MS", 50)
 PLATFORM_TASK_EVENTS_OFF = env_list("PLATFORM_TASK_EVENTS_OFF")
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
-# Per-queue values (queue, time limits, prefetch, visibility timeout) are set by
+# Per-queue values (queue, time limits, prefetch) are set by
 # platform_core.celery_factory from platform_core.queues, not here.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)

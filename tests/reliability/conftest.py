@@ -1,9 +1,9 @@
 """Fault injection on real processes: a private redis-server (AOF on, as deployed) and
 worker processes started per test, so a test may kill any of them.
 
-The redelivery window is shortened through the platform's own settings
-(PLATFORM_SITE_TASK_TIME_LIMIT and friends) so that a test waits seconds, not
-minutes; the mechanism is the one production uses.
+The site queues' hard time limit is shortened to 5 s through the platform's own
+setting, so that a runaway task costs a test seconds, not minutes. Leases run with
+production defaults unless a test says otherwise.
 """
 
 import os
@@ -15,15 +15,7 @@ from celery import Celery
 from platform_core.queues import WORKER_COMMANDS
 from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
 
-# Site window: 5 s hard limit + 10 s countdown + 5 s margin = 20 s (+ 10 s sweep).
-SHORT_WINDOW_ENV = {
-    "PLATFORM_SITE_TASK_TIME_LIMIT": "5",
-    "PLATFORM_SITE_MAX_COUNTDOWN": "10",
-    "PLATFORM_REDELIVERY_MARGIN": "5",
-    "PLATFORM_LONG_TASK_TIME_LIMIT": "120",
-}
-SITE_WINDOW_SECONDS = 5 + 10 + 5
-SWEEP_SECONDS = 10
+SHORT_LIMITS_ENV = {"PLATFORM_SITE_TASK_TIME_LIMIT": "5", "PLATFORM_LONG_TASK_TIME_LIMIT": "120"}
 
 
 def pytest_collection_modifyitems(items):
@@ -54,7 +46,7 @@ def platform_env_short(broker, django_db_setup, tmp_path):
         "REDIS_URL": broker.url,
         "DATABASE_URL": f"sqlite:///{connections['default'].settings_dict['NAME']}",
         "PYTHONUNBUFFERED": "1",
-        **SHORT_WINDOW_ENV,
+        **SHORT_LIMITS_ENV,
     }
 
 

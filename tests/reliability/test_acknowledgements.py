@@ -1,7 +1,7 @@
 """Acknowledgements that wait for the end of an event-loop turn (platform_core.transport)
 are never lost: a task that finished is never delivered again, whether the worker keeps
-running or stops. A leftover entry in the unacked index would be handed to another
-worker when the redelivery window passes, and that task would run twice."""
+running or stops. A leftover entry in a worker's held list would be handed to another
+worker when that worker's lease expires, and that task would run twice."""
 
 import os
 import signal

@@ -26,7 +26,7 @@ from platform_core.queues import QUEUES, WORKER_COMMANDS
 from platform_core.rejections import REJECTED_KEY
 from tests.fuzz.envelopes import Item, good_envelope, mutated_items
 from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
-from tests.reliability.conftest import FIGURES_FILE, SHORT_WINDOW_ENV, drill_executions
+from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
 
 RUNNING_TASK_QUEUES = ("cert", "long_running")  # the queues with a drills.record task
 INDEXES = ("unacked", "unacked_index", "unacked_long_running", "unacked_long_running_index")
@@ -54,7 +54,7 @@ def fleet(tmp_path_factory, django_db_setup, django_db_blocker):
         "REDIS_URL": broker.url,
         "DATABASE_URL": f"sqlite:///{database}",
         "PYTHONUNBUFFERED": "1",
-        **SHORT_WINDOW_ENV,
+        **SHORT_LIMITS_ENV,
     }
     workers = {}
     for queue in QUEUES:

@@ -65,20 +65,36 @@ def test_messages_an_earlier_version_left_in_the_unacked_index_run_once(
     broker, client, start_worker, record_figure
 ):
     """The upgrade path: a delivery recorded by the previous version (kombu's unacked
-    index, its worker gone) goes back to its queue once its old window has passed."""
+    index, its worker gone) goes back to its queue once the window that version used
+    has passed; one still inside it (its old worker may be running it) stays put."""
+    from platform_core.queues import LEGACY_INDEXES
     from tests.fuzz.envelopes import good_envelope
 
     token = new_token()
-    envelope = good_envelope("cert", "celery_tasks.cert.drills.record", args=(token, 0))
-    tag = envelope["properties"]["delivery_tag"]
     old = broker.client()
-    # kombu's QoS.append: ZADD index tag time; HSET unacked tag [payload, exchange, key].
-    old.zadd("unacked_index", {tag: time.time() - 3600})
-    old.hset("unacked", tag, json.dumps([envelope, "", "cert"]))
+
+    def left_behind(queue, age):
+        envelope = good_envelope(queue, f"celery_tasks.{queue}.drills.record", args=(token, 0))
+        tag = envelope["properties"]["delivery_tag"]
+        index = LEGACY_INDEXES["long_running" if queue == "long_running" else "site"][0]
+        # kombu's QoS.append: ZADD index tag time; HSET unacked tag [payload, exchange, key].
+        old.zadd(f"{index}_index", {tag: time.time() - age})
+        old.hset(index, tag, json.dumps([envelope, "", queue]))
+        return envelope["headers"]["id"]
+
+    site_window, long_window = LEGACY_INDEXES["site"][1], LEGACY_INDEXES["long_running"][1]
+    stale = {left_behind("cert", site_window + 5), left_behind("long_running", long_window + 5)}
+    recent = left_behind("cert", site_window - 60)
     start_worker("cert")
-    task_id = envelope["headers"]["id"]
-    wait_for(lambda: drill_executions(broker, token), 60, "the old delivery to run", 0.5)
-    time.sleep(12)  # one more sweep of the old index: nothing comes back
-    assert drill_executions(broker, token) == {task_id: 1}
-    assert old.hlen("unacked") == 0
-    record_figure("delivery left in the old unacked index by a previous version", executions=1)
+    start_worker("long_running")
+    wait_for(lambda: len(drill_executions(broker, token)) == 2, 60, "the old deliveries", 0.5)
+    time.sleep(12)  # one more sweep of the old indexes: nothing comes back
+    assert drill_executions(broker, token) == dict.fromkeys(stale, 1)
+    assert old.hlen("unacked_long_running") == 0
+    assert old.hkeys("unacked") == [old.zrange("unacked_index", 0, -1)[0]]  # the recent one
+    assert recent not in drill_executions(broker, token)
+    record_figure(
+        "deliveries left in the old unacked indexes by a previous version",
+        executions_of_stale=2,
+        recent_left_alone=1,
+    )

@@ -4,29 +4,31 @@ import pytest
 
 from platform_core.celery_factory import queue_settings
 from platform_core.delays import DEFAULT_MAX_DELAY_SECONDS, DelayTooLong, check_delay
-from platform_core.queues import QUEUES, SITES, Limits, policy_for, queue_for_task_name
+from platform_core.queues import QUEUES, Limits, policy_for, queue_for_task_name
 from platform_core.routing import route_by_task_name
 
 
-def test_long_running_has_its_own_unacked_index_and_a_longer_window():
-    site = policy_for("cert", Limits())
-    long = policy_for("long_running", Limits())
-    site_opts, long_opts = site.transport_options(), long.transport_options()
-    # Separate index: the short window can never redeliver a long task.
-    assert site_opts["unacked_index_key"] != long_opts["unacked_index_key"]
-    assert site_opts["unacked_key"] != long_opts["unacked_key"]
-    # Each window outlasts its queue's hard limit plus its longest allowed countdown.
+def test_only_runaway_tasks_are_limited_and_long_running_has_the_longer_limit():
+    site, long = policy_for("cert", Limits()), policy_for("long_running", Limits())
+    assert long.hard_time_limit > site.hard_time_limit
     for policy in (site, long):
-        assert policy.visibility_timeout > policy.hard_time_limit + policy.max_countdown
-    assert long.visibility_timeout > site.visibility_timeout
+        assert policy.soft_time_limit < policy.hard_time_limit
 
 
-def test_every_site_shares_one_index_so_redelivery_stays_prompt():
-    indexes = {
-        policy_for(site, Limits()).transport_options()["unacked_index_key"] for site in SITES
-    }
-    assert indexes == {"unacked_index"}
-    assert policy_for("api", Limits()).visibility_timeout <= 600
+def test_the_legacy_indexes_keep_the_windows_the_previous_version_used():
+    """Upgrade path: kombu's old indexes are swept with the windows they were filled
+    under (site: 300 s limit + 60 s countdown + 60 s margin; long_running: 7200 + 600
+    + 60), never shorter, so a task an old worker still runs is not handed out."""
+    site = policy_for("api", Limits()).transport_options()
+    long = policy_for("long_running", Limits()).transport_options()
+    assert (site["unacked_index_key"], site["visibility_timeout"]) == ("unacked_index", 420)
+    assert (long["unacked_index_key"], long["visibility_timeout"]) == (
+        "unacked_long_running_index",
+        7860,
+    )
+    # Not derived from today's limits: changing them does not move the old windows.
+    short = policy_for("api", Limits(site_time_limit=5)).transport_options()
+    assert short["visibility_timeout"] == 420
 
 
 def test_each_app_gets_its_queue_and_its_policy():

@@ -16,8 +16,8 @@ VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0"}
 
 def test_the_versions_are_the_verified_ones():
     assert {"kombu": kombu.__version__, "celery": celery.__version__} == VERIFIED, (
-        "re-verify platform_core/transport.py, redis_scripts.py, consumer.py and "
-        "message_checks.py against the new versions, then update VERIFIED"
+        "re-verify platform_core/transport.py, redis_scripts.py, delays.py, consumer.py "
+        "and message_checks.py against the new versions, then update VERIFIED"
     )
 
 
@@ -47,6 +47,20 @@ def test_the_transport_internals_are_where_the_platform_uses_them():
     source = inspect.getsource(virtual.Message.__init__)
     for field in ("'properties'", "'delivery_tag'", "'body_encoding'", "'delivery_info'"):
         assert field in source, field
+
+
+def test_the_publish_path_the_delayed_set_takes_over():
+    # platform_core.transport.Channel._put parks a far ETA instead of kombu's LPUSH; it
+    # relies on _put's arguments, its publish-batch keyword and the priority helper.
+    put = inspect.signature(kombu_redis.Channel._put).parameters
+    assert list(put) == ["self", "queue", "message", "kwargs"]
+    put_source = inspect.getsource(kombu_redis.Channel._put)
+    assert "_publish_batch" in put_source
+    assert "lpush" in put_source
+    priority = inspect.signature(kombu_redis.Channel._get_message_priority).parameters
+    assert list(priority) == ["self", "message", "reverse"]
+    # Channel._purge adds the delayed sets to what kombu purges.
+    assert list(inspect.signature(kombu_redis.Channel._purge).parameters) == ["self", "queue"]
 
 
 def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
