@@ -144,3 +144,15 @@ def test_the_platform_producer_parks_a_far_eta_and_sends_a_near_one(server, redi
     assert abs(due - (redis_now_ms(server) + 3_600_000)) < 5_000
     [queued] = server.lrange(QUEUE, 0, -1)
     assert b'"near"' in queued
+
+
+def test_purging_a_queue_empties_its_delayed_set_too(server, redis_url):
+    from kombu import Connection
+
+    transport.install()
+    server.lpush(QUEUE, b"queued")
+    park(server, QUEUE, b"parked", 60_000)
+    with Connection(redis_url) as connection:
+        assert connection.default_channel.queue_purge(QUEUE) == 2
+    assert server.llen(QUEUE) == 0
+    assert server.zcard(delayed_key(QUEUE)) == 0
