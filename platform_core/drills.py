@@ -4,8 +4,10 @@ Operators run them to check a deployment (`manage probe` is the quick form); the
 reliability tests inject faults around them.
 """
 
+import json
 import os
 import signal
+import socket
 import time
 
 import redis
@@ -14,6 +16,10 @@ from django.conf import settings
 EXECUTIONS_KEY = "platform:drill:{token}"
 # When each task last started (this host's clock, seconds): lateness of delayed tasks.
 STARTED_AT_KEY = "platform:drill:{token}:started_at"
+# Every start of every task, in order: JSON {"task", "host", "at"} (a drill that powers a
+# host off reads which task ran where, and when its re-run began on another host).
+STARTS_KEY = "platform:drill:{token}:starts"
+KEEP_SECONDS = 7 * 24 * 3600
 
 
 def _client() -> redis.Redis:
@@ -27,6 +33,7 @@ def record_execution(token: str, task_id: str, seconds: float, patience: float =
     ``patience`` seconds, so the drill measures the broker, not this write.
     """
     started_at = time.time()
+    _record_start(token, task_id, started_at)
     time.sleep(seconds)
     deadline = time.monotonic() + patience
     while True:
@@ -42,6 +49,42 @@ def record_execution(token: str, task_id: str, seconds: float, patience: float =
             time.sleep(0.5)
         finally:
             client.close()
+
+
+def _record_start(token: str, task_id: str, started_at: float) -> None:
+    """Best effort, one try with short timeouts: a drill restarting Redis may lose a
+    start record, never the task (its verdict rests on the execution count, which
+    record_execution writes with patience)."""
+    key = STARTS_KEY.format(token=token)
+    entry = json.dumps({"task": task_id, "host": socket.gethostname(), "at": started_at})
+    client = redis.Redis.from_url(
+        settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
+    )
+    try:
+        with client.pipeline() as pipe:
+            pipe.rpush(key, entry)
+            pipe.expire(key, KEEP_SECONDS)
+            pipe.execute()
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+
+
+def starts(token: str) -> dict[str, list[dict]]:
+    """task id -> its starts, earliest first: [{"host": ..., "at": unix time}, ...]."""
+    client = _client()
+    try:
+        raw = client.lrange(STARTS_KEY.format(token=token), 0, -1)
+    finally:
+        client.close()
+    found: dict[str, list[dict]] = {}
+    for item in raw:
+        entry = json.loads(item)
+        found.setdefault(entry["task"], []).append({"host": entry["host"], "at": entry["at"]})
+    for runs in found.values():
+        runs.sort(key=lambda run: run["at"])
+    return found
 
 
 def executions(token: str) -> dict[str, int]:

@@ -3,6 +3,9 @@
 manage drill send --token T --queue cert --count 6 --seconds 4
 (restart, kill or redeploy something)
 manage drill report --token T      → {"sent": 6, "executed": 6, "lost": 0, "duplicates": 0}
+manage drill starts --token T      → {"<task id>": [{"host": "worker-1", "at": 1700000000.5}]}
+                                     (every start of each task, earliest first: a task
+                                     re-run after its host was lost has two)
 """
 
 import json
@@ -13,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.beat import LEADER_KEY
 from platform_core.checks import platform_apps
-from platform_core.drills import executions
+from platform_core.drills import executions, starts
 from platform_core.queues import QUEUES
 
 SENT_KEY = "platform:drill:{token}:sent"
@@ -31,7 +34,7 @@ class Command(BaseCommand):
         )
         send.add_argument("--count", type=int, default=1)
         send.add_argument("--seconds", type=float, default=0, help="how long each task runs")
-        for action in ("report", "runs"):
+        for action in ("report", "runs", "starts"):
             sub.add_parser(action).add_argument("--token", required=True)
         sub.add_parser("leader", help="which beat holds the leader lock (host:pid)")
 
@@ -43,6 +46,9 @@ class Command(BaseCommand):
             return
         if options["action"] == "runs":  # how many executions, of any task, were recorded
             self.stdout.write(str(sum(executions(options["token"]).values())))
+            return
+        if options["action"] == "starts":
+            self.stdout.write(json.dumps(starts(options["token"]), sort_keys=True))
             return
         key = SENT_KEY.format(token=options["token"])
         if options["action"] == "send":
