@@ -9,7 +9,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from platform_core import results, transport
+from platform_core import forking, results, transport
 from platform_core.delays import check_delay
 from platform_core.discovery import task_modules
 from platform_core.eager import apply_by_name
@@ -79,6 +79,7 @@ def queue_settings(queue: str) -> dict:
 def create_app(queue: str) -> PlatformCelery:
     transport.install()
     results.install()
+    forking.install()
     app = PlatformCelery(
         queue,
         task_cls="platform_core.task_base:PlatformTask",
