@@ -148,6 +148,18 @@ def _list(value):
 
 _str_or_null = _optional(_str)
 
+
+def _list_of_str(value):
+    # Celery looks each element up in a dict (Request.revoked): it must be hashable.
+    problem = _list(value)
+    if problem:
+        return problem
+    for item in value:
+        if not isinstance(item, str):
+            return f"must be a list of strings, not contain {_kind(item)}"
+    return None
+
+
 ENVELOPE_FIELDS = {
     # field: (check, required)
     "properties": (_dict, True),
@@ -188,7 +200,7 @@ TASK_HEADER_FIELDS = {
     "timelimit": (_optional(_time_limits), False),
     "ignore_result": (_optional(_bool), False),
     "replaced_task_nesting": (_optional(_int), False),
-    "stamped_headers": (_optional(_list), False),
+    "stamped_headers": (_optional(_list_of_str), False),
     "stamps": (_optional(_dict), False),
 }
 SIGNATURE_FIELDS = {

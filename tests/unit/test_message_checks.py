@@ -59,6 +59,7 @@ def read_as_the_worker_does(channel, raw: bytes):
         if moment is not None:
             to_utc(moment).astimezone(UTC).timestamp()
     _soft, _hard = request.time_limits
+    request.revoked()  # the pool checks this before running it (stamps against revokes)
     dumps({"argsrepr": request.argsrepr, "retries": request.request_dict.get("retries", 0)})
     return "accepted"
 
@@ -78,8 +79,17 @@ def _content_encoding_of_nulls():
     return Item("cert", envelope, ("content-encoding",), "huge", False)
 
 
+def _stamped_headers_of_objects():
+    # Found by the worker fuzz suite: Request.revoked() looks each stamped header up in
+    # a dict; an object there raised TypeError in the pool's callback and the worker died.
+    envelope = good_envelope("cert", TASK)
+    envelope["headers"]["stamped_headers"] = [{}]
+    return Item("cert", envelope, ("headers", "stamped_headers"), "wrong type", False)
+
+
 @given(item=mutated_items("cert", TASK))
 @example(item=_content_encoding_of_nulls())
+@example(item=_stamped_headers_of_objects())
 def test_an_item_is_either_refused_by_name_or_readable_by_celery(channel, item):
     raw = item.envelope if isinstance(item.envelope, str) else json.dumps(item.envelope)
     outcome = outcome_of(channel, raw.encode())
