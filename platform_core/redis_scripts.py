@@ -163,28 +163,19 @@ return left
 # queue's delayed set, scored by its due time on Redis' clock; the producer sends the
 # delay, not the time, so the hosts' clocks decide nothing but the delay's length.
 
-# PARK (producer): KEYS[1] delayed set  ARGV[1] delay ms  ARGV[2] item. Returns due ms.
+# PARK: put an item in a delayed set, due ARGV[1] ms from now on Redis' clock.
+#   KEYS[1] delayed set  KEYS[2] (optional) the held list to take the item from: a worker
+#   given a message due later than the horizon (e.g. by a plain Celery client) moves it
+#   in one step.  ARGV[1] delay ms  ARGV[2] item.
+# Returns due ms, or -1 if KEYS[2] no longer held the item (its lease was swept
+# meanwhile: someone else has it).
 PARK = (
     "#!lua\n"
     + _NOW_MS
     + """
+if KEYS[2] and redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return -1 end
 local due = now + math.max(0, tonumber(ARGV[1]))
 redis.call('ZADD', KEYS[1], due, ARGV[2])
-return due
-"""
-)
-
-# PARK_HELD (a worker given a message due later than the horizon, e.g. by a plain
-# Celery client): move it from its held list into the delayed set, in one step.
-#   KEYS[1] held list  KEYS[2] delayed set  ARGV as PARK. Returns due ms, or -1 if the
-#   item was no longer held (its lease was swept meanwhile; someone else has it).
-PARK_HELD = (
-    "#!lua\n"
-    + _NOW_MS
-    + """
-if redis.call('LREM', KEYS[1], 1, ARGV[2]) == 0 then return -1 end
-local due = now + math.max(0, tonumber(ARGV[1]))
-redis.call('ZADD', KEYS[2], due, ARGV[2])
 return due
 """
 )

@@ -47,7 +47,6 @@ from platform_core.redis_scripts import (
     FETCH,
     LEASES,
     PARK,
-    PARK_HELD,
     delayed_key,
     held_key,
 )
@@ -387,7 +386,7 @@ class Channel(kombu_redis.Channel):
         """Move a delivery due later than the horizon from our held list to its delayed set."""
         with self.conn_or_acquire() as client:
             due = client.eval(
-                PARK_HELD, 2, held.key, delayed_key(held.source), int(delay * 1000), held.raw
+                PARK, 2, delayed_key(held.source), held.key, int(delay * 1000), held.raw
             )
         if due >= 0:
             transport_logger.info(

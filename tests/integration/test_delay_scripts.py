@@ -12,7 +12,7 @@ import redis
 
 from platform_core import transport
 from platform_core.delays import HORIZON_SECONDS, Promoter
-from platform_core.redis_scripts import PARK, PARK_HELD, PROMOTE, delayed_key
+from platform_core.redis_scripts import PARK, PROMOTE, delayed_key
 
 QUEUE = "delay_test"
 OTHER = "delay_test_other"
@@ -104,12 +104,12 @@ def test_many_promoters_move_each_message_exactly_once(server, redis_url):
 
 def test_a_held_message_is_parked_only_if_still_held(server):
     server.lpush("delay_test_held", b"held")
-    args = (2, "delay_test_held", delayed_key(QUEUE), 60_000)
-    assert server.eval(PARK_HELD, *args, b"held") > 0
+    args = (2, delayed_key(QUEUE), "delay_test_held", 60_000)
+    assert server.eval(PARK, *args, b"held") > 0
     assert server.llen("delay_test_held") == 0
     assert server.zcard(delayed_key(QUEUE)) == 1
     # Swept meanwhile (someone else has it now): not parked a second time.
-    assert server.eval(PARK_HELD, *args, b"gone") == -1
+    assert server.eval(PARK, *args, b"gone") == -1
     assert server.zcard(delayed_key(QUEUE)) == 1
 
 
