@@ -11,17 +11,22 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
+from platform_core import redis_scripts
 from platform_core.leases import Lease
-from platform_core.redis_scripts import FETCH, LEASE_SOURCES, LEASES, RENEW, SWEEP, held_key
+from platform_core.redis_scripts import FETCH, RENEW, SWEEP, held_key
 
 QUEUES = ("script_test", "script_test_low")
+# The scripts take their lease keys as arguments: the test uses its own, because the
+# session's workers sweep platform:leases and would take the test's expired lease first.
+LEASES, LEASE_SOURCES = "test:leases", "test:lease_sources"
 
 
 @pytest.fixture
 def server(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    client.delete(LEASES, LEASE_SOURCES, *QUEUES, *client.keys("platform:held:*"))
+    held = [key for queue in QUEUES for key in client.keys(held_key("*", queue))]
+    client.delete(LEASES, LEASE_SOURCES, *QUEUES, *held)
 
 
 def take(server, worker, milliseconds=60_000, sources=QUEUES):
@@ -148,9 +153,9 @@ def test_the_lease_thread_renews_while_the_caller_is_busy(server):
     lease.take(["script_test"])
     time.sleep(2)
     sweep(server)
-    assert server.zscore(LEASES, lease.worker_id) is not None
+    assert server.zscore(redis_scripts.LEASES, lease.worker_id) is not None
     lease.release()
-    assert server.zscore(LEASES, lease.worker_id) is None
+    assert server.zscore(redis_scripts.LEASES, lease.worker_id) is None
 
 
 def test_the_mark_keeps_empty_arrays_and_objects_as_they_were(server):
