@@ -24,6 +24,7 @@ PY = sys.executable
 N = int(os.environ.get("BENCH_N", "5000"))
 PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
+LOAD = int(os.environ.get("BENCH_LOAD", "5000"))  # tasks per queue before "after load" memory
 MIN_FLOODED_SAMPLES = 100  # fewer pickups while flooded: no isolation figure (raise BENCH_FLOOD)
 
 
@@ -86,19 +87,48 @@ def tree_cpu_seconds(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def smaps_rollup_kib(pid):
+    fields = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.endswith("kB"):
+                name, value, _ = line.split()
+                fields[name.rstrip(":")] = int(value)
+    except OSError:
+        pass
+    return fields
+
+
 def tree_memory_mb(pid):
     """RSS and PSS (KiB summed over the process and its descendants) in MB."""
-    rss = pss = 0
-    for current in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-        except OSError:
-            pass
-    return rss / 1024, pss / 1024
+    rollups = [smaps_rollup_kib(current) for current in process_tree(pid)]
+    return sum(r.get("Rss", 0) for r in rollups) / 1024, sum(
+        r.get("Pss", 0) for r in rollups
+    ) / 1024
+
+
+def children_of(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def memory_by_kind(root, worker_parents, beat, flower):
+    """PSS (MB) and process count per kind over ``root``'s whole tree: worker parents,
+    their pool children, beat, Flower (with anything they start), and the rest
+    (supervisors: the dev fleet's preloaded parent and honcho's per-process readers)."""
+    kinds = {pid: "worker parent" for pid in worker_parents}
+    for parent in worker_parents:
+        kinds.update((child, "pool child") for child in process_tree(parent) if child != parent)
+    for kind, pid in (("beat", beat), ("flower", flower)):
+        kinds.update((current, kind) for current in process_tree(pid))
+    figures = {}
+    for pid in [p for r in root for p in process_tree(r)]:
+        kind = kinds.get(pid, "supervisor")
+        pss, count = figures.get(kind, (0.0, 0))
+        figures[kind] = (pss + smaps_rollup_kib(pid).get("Pss", 0) / 1024, count + 1)
+    return {kind: {"pss_mb": pss, "processes": count} for kind, (pss, count) in figures.items()}
 
 
 def producer(system, mode, n, env):
@@ -280,20 +310,50 @@ def isolation(system, env, client):
     }
 
 
+def load_every_queue(system, env, client, timeout=900):
+    """LOAD no-op tasks onto each of the five queues at once; back when all are drained."""
+    floods = [
+        subprocess.Popen(
+            [PY, "-m", "bench.producer", system, "flood", str(LOAD), queue],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for queue in QUEUES
+    ]
+    for flood in floods:
+        flood.wait(600)
+    deadline = time.monotonic() + timeout
+    while sum(client.llen(queue) for queue in QUEUES) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # the last tasks finish; memory settles
+
+
 def measure_fleet(system, env, logs, client):
-    """Five workers + beat + Flower: start, idle memory, isolation, restart of the workers."""
+    """Five workers + beat + Flower, one process each (as systemd runs them): memory
+    idle and after load, isolation, restart of the workers."""
     fleet = Fleet(env, logs)
     control = control_client(env["BENCH_REDIS_URL"])
     client.flushdb()
     started = time.monotonic()
     workers = start_workers(system, fleet)
-    others = start_beat_and_flower(system, fleet, logs)
+    beat, flower = start_beat_and_flower(system, fleet, logs)
+    roots = [p.pid for p in (*workers.values(), beat, flower)]
+
+    def memory():
+        parents = [p.pid for p in workers.values()]
+        return memory_by_kind(roots, parents, beat.pid, flower.pid)
+
     try:
         figures = {"start_to_5_pings_s": time_until_all_ping(control, started)}
         time.sleep(5)  # idle
-        totals = [tree_memory_mb(p.pid) for p in (*workers.values(), *others)]
+        totals = [tree_memory_mb(pid) for pid in roots]
         figures["fleet_rss_mb"] = sum(t[0] for t in totals)
         figures["fleet_pss_mb"] = sum(t[1] for t in totals)
+        figures["fleet_idle_by_kind"] = memory()
+        load_every_queue(system, env, client)
+        figures["fleet_loaded_pss_mb"] = sum(tree_memory_mb(pid)[1] for pid in roots)
+        figures["fleet_loaded_by_kind"] = memory()
         figures.update(isolation(system, env, client))
         client.flushdb()  # drop the rest of the flood before restarting
         for proc in workers.values():
@@ -307,6 +367,50 @@ def measure_fleet(system, env, logs, client):
         return figures
     finally:
         fleet.stop()
+
+
+def started_pids(log_path):
+    """honcho's "NAME started (pid=N)" lines of ``make run``'s output."""
+    pids = {}
+    for line in log_path.read_text().splitlines():
+        if " started (pid=" in line:
+            name = line.split("|", 1)[1].split()[0]
+            pids[name] = int(line.rsplit("pid=", 1)[1].rstrip(")"))
+    return pids
+
+
+def measure_dev_fleet(env, logs, client):
+    """``make run``'s fleet (manage.py runplatform: every process forked from one
+    preloaded parent): memory idle and after load, per process kind."""
+    client.flushdb()
+    fleet = Fleet(env, logs)
+    control = control_client(env["BENCH_REDIS_URL"])
+    started = time.monotonic()
+    port = str(free_port())
+    supervisor = fleet.start(
+        "platform-dev-fleet", [PY, "manage.py", "runplatform", "-c", "2", "--flower-port", port]
+    )
+    try:
+        figures = {"start_to_5_pings_s": time_until_all_ping(control, started)}
+        time.sleep(5)  # idle
+        pids = started_pids(logs / "platform-dev-fleet.log")
+        parents = [pids[queue] for queue in QUEUES]
+
+        def memory():
+            return memory_by_kind([supervisor.pid], parents, pids["beat"], pids["flower"])
+
+        figures["fleet_rss_mb"], figures["fleet_pss_mb"] = tree_memory_mb(supervisor.pid)
+        figures["fleet_idle_by_kind"] = memory()
+        load_every_queue("platform", env, client)
+        figures["fleet_loaded_pss_mb"] = tree_memory_mb(supervisor.pid)[1]
+        figures["fleet_loaded_by_kind"] = memory()
+        return figures
+    finally:
+        supervisor.send_signal(signal.SIGINT)  # Ctrl-C, as a developer stops it
+        try:
+            supervisor.wait(90)
+        finally:
+            fleet.stop()
 
 
 def main():
@@ -341,6 +445,8 @@ def main():
         for system in ("platform", "celery"):
             print(f"measuring the {system} fleet …", file=sys.stderr)
             results[system].update(measure_fleet(system, env, workdir, client))
+        print("measuring the platform's development fleet (make run) …", file=sys.stderr)
+        results["platform_dev"] = measure_dev_fleet(env, workdir, client)
     finally:
         server.stop_cleanly()
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -390,6 +496,7 @@ def print_table(results):
             f"{fmt(r['flooded_p99_ms'], '.1f')} ({fmt(r['isolation_ratio'], '.1f')}, "
             f"{r['flooded_samples']} pickups) |"
         )
+    print_memory(results)
     dramatiq, huey = results["dramatiq"], results["huey"]
     targets = [
         ("throughput ≥ Dramatiq", platform_["tasks_per_s"] >= dramatiq["tasks_per_s"]),
@@ -413,6 +520,54 @@ def print_table(results):
         )
     backlog = {name: results[name]["flood_backlog_at_end"] for name in ("platform", "celery")}
     print(f"\nflood still queued after the flooded pickups: {backlog}")
+
+
+KINDS = ("worker parent", "pool child", "beat", "flower", "supervisor")
+FLEETS = {
+    "platform_dev": "platform, make run (forked from one preloaded parent)",
+    "platform": "platform, one process per unit (as systemd runs it)",
+    "celery": "stock Celery (5 workers, beat, Flower)",
+}
+
+
+def print_memory(results):
+    stock = results["celery"]
+    print(
+        f"\n| fleet PSS MB | idle (vs stock) | after {LOAD} no-ops per queue (vs stock) |"
+        " per kind, idle: PSS MB / processes |"
+    )
+    print("|---|---:|---:|---|")
+    for name, label in FLEETS.items():
+        r = results[name]
+        kinds = ", ".join(
+            f"{kind} {r['fleet_idle_by_kind'][kind]['pss_mb']:.0f}"
+            f" / {r['fleet_idle_by_kind'][kind]['processes']}"
+            for kind in KINDS
+            if kind in r["fleet_idle_by_kind"]
+        )
+        print(
+            f"| {label} | {r['fleet_pss_mb']:.0f} ({r['fleet_pss_mb'] / stock['fleet_pss_mb']:.2f})"
+            f" | {r['fleet_loaded_pss_mb']:.0f}"
+            f" ({r['fleet_loaded_pss_mb'] / stock['fleet_loaded_pss_mb']:.2f}) | {kinds} |"
+        )
+    dev = results["platform_dev"]
+    print("\n| target (issue 12) | met in this run |")
+    print("|---|---|")
+    for label, met in (
+        (
+            "make run fleet idle PSS ≤ 0.5x stock",
+            dev["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
+        ),
+        (
+            "make run fleet PSS after load ≤ 0.6x stock",
+            dev["fleet_loaded_pss_mb"] <= 0.6 * stock["fleet_loaded_pss_mb"],
+        ),
+        (
+            "per-unit fleet idle PSS ≤ 0.5x stock",
+            results["platform"]["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
+        ),
+    ):
+        print(f"| {label} | {'yes' if met else 'no'} |")
 
 
 if __name__ == "__main__":

@@ -76,12 +76,12 @@ def run_celery(argv: list[str], settings_module: str, *, reload: bool, extra_env
     tool = tool_argv("celery")
     if (
         not reload
-        and not extra_env
         and os.environ.get("DJANGO_SETTINGS_MODULE") == settings_module
         and argv[: len(tool)] == tool
     ):
         from celery.bin.celery import main as celery_main
 
+        os.environ.update(extra_env or {})
         sys.argv = ["celery", *argv[len(tool) :]]
         celery_main()  # exits
     exec_celery(argv, settings_module, reload=reload, extra_env=extra_env)

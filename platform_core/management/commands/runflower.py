@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.env import read_secret
-from platform_core.launcher import celery_argv, exec_celery, require_celery_on, wait_for_broker
+from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
 
 CREDENTIALS = re.compile(r"^[^:,\s]+:[^,\s]{8,}$")
 
@@ -43,4 +43,4 @@ class Command(BaseCommand):
             "FLOWER_PERSISTENT": "False",
         }
         os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
-        exec_celery(argv, f"sites.{site}.settings", reload=False, extra_env=extra_env)
+        run_celery(argv, f"sites.{site}.settings", reload=False, extra_env=extra_env)

@@ -1,9 +1,11 @@
 """Development: run the whole platform in the foreground (workers, beat, Flower, redis)."""
 
+import json
 import os
 import secrets
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,8 +16,13 @@ from django.core.management.base import BaseCommand, CommandError
 from platform_core.launcher import redacted, require_celery_on
 from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
 
+DEV_CONCURRENCY = 1
+
 # Ctrl-C: give running tasks this long to finish (warm shutdown) before SIGKILL.
 STOP_GRACE_SECONDS = 60
+
+# The worker that runs beat in development.
+BEAT_HOST = SITES[0]
 
 
 def _redis_reachable(url: str) -> bool:
@@ -32,43 +39,68 @@ class Command(BaseCommand):
     help = "Run all five workers, beat and Flower (and redis-server if none is reachable)."
 
     def add_arguments(self, parser):
-        parser.add_argument("-c", "--concurrency", type=int, default=2, help="per site worker")
+        parser.add_argument(
+            "-c",
+            "--concurrency",
+            type=int,
+            default=DEV_CONCURRENCY,
+            help=f"pool processes per worker (default {DEV_CONCURRENCY}: one task at a time per "
+            "queue is enough on a developer's machine, and each process costs ~10 MB)",
+        )
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
         parser.add_argument("--flower-port", type=int, default=5555)
 
     def handle(self, *args, **options):
         try:
-            import honcho.manager
-            from honcho.manager import Manager
-            from honcho.printer import Printer
+            import honcho  # noqa: F401 - the dev fleet's supervisor
         except ImportError:
             raise CommandError(
-                "runplatform needs the dev tools: pip install -r requirements/dev.lock"
+                "runplatform needs honcho: pip install -r requirements/run.lock"
             ) from None
         require_celery_on()
         var = Path(settings.VAR_DIR)
         env = {**os.environ, "USE_CELERY": "1", "PYTHONUNBUFFERED": "1"}
+        # Each process picks its own site's settings, as `manage.py <command>` would.
+        env.pop("DJANGO_SETTINGS_MODULE", None)
         env.setdefault("FLOWER_BASIC_AUTH_FILE", str(self._flower_credentials(var)))
+        port = options["flower_port"]
+        spec = {
+            "env": env,
+            "stop_grace_seconds": STOP_GRACE_SECONDS,
+            "processes": self._processes(options),
+            "banner": (
+                f"Flower: http://127.0.0.1:{port} (user:password in "
+                f"{env['FLOWER_BASIC_AUTH_FILE']}); sites: {', '.join(SITES)}; "
+                f"broker {redacted(settings.CELERY_BROKER_URL)}"
+            ),
+        }
+        fd, spec_path = tempfile.mkstemp(prefix="devfleet-", suffix=".json", dir=var)
+        with os.fdopen(fd, "w") as handle:  # mode 0600: the environment may hold secrets
+            json.dump(spec, handle)
+        sys.stdout.flush()
+        argv = [sys.executable, "-m", "platform_core.devfleet", spec_path]
+        os.execve(sys.executable, argv, {**env, "PYTHONPATH": str(settings.BASE_DIR)})  # noqa: S606 - becomes the fleet: Ctrl-C reaches it
 
-        honcho.manager.KILL_WAIT = STOP_GRACE_SECONDS  # honcho's default is 5 s
-        manager = Manager(Printer(sys.stdout))
-        redis_cmd = self._redis_command(var)
+    def _processes(self, options) -> list[dict]:
+        """Redis (if none runs) as a shell command; the rest as management commands,
+        forked from the dev fleet's preloaded parent (platform_core.devfleet)."""
+        processes = []
+        redis_cmd = self._redis_command(Path(settings.VAR_DIR))
         if redis_cmd:
-            manager.add_process("redis", redis_cmd, env=env)
-        manage = f"{sys.executable} {Path(settings.BASE_DIR) / 'manage.py'}"
-        common = "--broker-wait 30" + (" --reload" if options["reload"] else "")
+            processes.append({"name": "redis", "command": redis_cmd})
+        common = ["--broker-wait", "30"] + (["--reload"] if options["reload"] else [])
         for queue, command in WORKER_COMMANDS.items():
             concurrency = 1 if queue == LONG_RUNNING else options["concurrency"]
-            manager.add_process(queue, f"{manage} {command} -c {concurrency} {common}", env=env)
-        manager.add_process("beat", f"{manage} runbeat {common}", env=env)
-        port = options["flower_port"]
-        manager.add_process("flower", f"{manage} runflower --port {port} --broker-wait 30", env=env)
-        self.stdout.write(
-            f"Flower: http://127.0.0.1:{port} (user:password in {env['FLOWER_BASIC_AUTH_FILE']}); "
-            f"sites: {', '.join(SITES)}; broker {redacted(settings.CELERY_BROKER_URL)}"
-        )
-        manager.loop()
-        sys.exit(manager.returncode)
+            argv = [command, "-c", str(concurrency), *common]
+            if queue == BEAT_HOST:
+                # Beat forked from this worker (Celery's -B): it shares the worker's
+                # memory (~25 MB less than a process of its own); same scheduler class,
+                # same leader lock as a deployed beat.
+                argv.append("--beat")
+            processes.append({"name": queue, "command": argv})
+        flower = ["runflower", "--port", str(options["flower_port"]), "--broker-wait", "30"]
+        processes.append({"name": "flower", "command": flower})
+        return processes
 
     def _redis_command(self, var: Path) -> str | None:
         url = settings.CELERY_BROKER_URL
