@@ -122,7 +122,8 @@ def memory_by_kind(root, worker_parents, beat, flower):
     for parent in worker_parents:
         kinds.update((child, "pool child") for child in process_tree(parent) if child != parent)
     for kind, pid in (("beat", beat), ("flower", flower)):
-        kinds.update((current, kind) for current in process_tree(pid))
+        if pid:  # beat may be a child of a worker (make run): it counts as beat
+            kinds.update((current, kind) for current in process_tree(pid))
     figures = {}
     for pid in [p for r in root for p in process_tree(r)]:
         kind = kinds.get(pid, "supervisor")
@@ -379,25 +380,34 @@ def started_pids(log_path):
     return pids
 
 
-def measure_dev_fleet(env, logs, client):
+def beat_pid(client):
+    """The active beat's PID, from its leader lock ("host:pid", platform_core.beat)."""
+    from platform_core.beat import LEADER_KEY
+
+    holder = client.get(LEADER_KEY)
+    return int(holder.decode().rsplit(":", 1)[1]) if holder else None
+
+
+def measure_dev_fleet(env, logs, client, concurrency=None):
     """``make run``'s fleet (manage.py runplatform: every process forked from one
-    preloaded parent): memory idle and after load, per process kind."""
+    preloaded parent, beat forked from the cert worker): memory idle and after load."""
     client.flushdb()
     fleet = Fleet(env, logs)
     control = control_client(env["BENCH_REDIS_URL"])
     started = time.monotonic()
-    port = str(free_port())
-    supervisor = fleet.start(
-        "platform-dev-fleet", [PY, "manage.py", "runplatform", "-c", "2", "--flower-port", port]
-    )
+    argv = [PY, "manage.py", "runplatform", "--flower-port", str(free_port())]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    name = f"platform-dev-fleet-c{concurrency or 'default'}"
+    supervisor = fleet.start(name, argv)
     try:
         figures = {"start_to_5_pings_s": time_until_all_ping(control, started)}
         time.sleep(5)  # idle
-        pids = started_pids(logs / "platform-dev-fleet.log")
+        pids = started_pids(logs / f"{name}.log")
         parents = [pids[queue] for queue in QUEUES]
 
         def memory():
-            return memory_by_kind([supervisor.pid], parents, pids["beat"], pids["flower"])
+            return memory_by_kind([supervisor.pid], parents, beat_pid(client), pids["flower"])
 
         figures["fleet_rss_mb"], figures["fleet_pss_mb"] = tree_memory_mb(supervisor.pid)
         figures["fleet_idle_by_kind"] = memory()
@@ -447,6 +457,8 @@ def main():
             results[system].update(measure_fleet(system, env, workdir, client))
         print("measuring the platform's development fleet (make run) …", file=sys.stderr)
         results["platform_dev"] = measure_dev_fleet(env, workdir, client)
+        # Like for like with stock's pool size (two per worker on this machine).
+        results["platform_dev_c2"] = measure_dev_fleet(env, workdir, client, concurrency=2)
     finally:
         server.stop_cleanly()
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
@@ -524,7 +536,8 @@ def print_table(results):
 
 KINDS = ("worker parent", "pool child", "beat", "flower", "supervisor")
 FLEETS = {
-    "platform_dev": "platform, make run (forked from one preloaded parent)",
+    "platform_dev": "platform, make run (forked from one preloaded parent, 1 pool process)",
+    "platform_dev_c2": "platform, make run -c 2 (2 pool processes, as stock)",
     "platform": "platform, one process per unit (as systemd runs it)",
     "celery": "stock Celery (5 workers, beat, Flower)",
 }
@@ -532,24 +545,27 @@ FLEETS = {
 
 def print_memory(results):
     stock = results["celery"]
-    print(
-        f"\n| fleet PSS MB | idle (vs stock) | after {LOAD} no-ops per queue (vs stock) |"
-        " per kind, idle: PSS MB / processes |"
-    )
-    print("|---|---:|---:|---|")
+    print(f"\n| fleet PSS MB | idle (vs stock) | after {LOAD} no-ops per queue (vs stock) |")
+    print("|---|---:|---:|")
     for name, label in FLEETS.items():
         r = results[name]
-        kinds = ", ".join(
-            f"{kind} {r['fleet_idle_by_kind'][kind]['pss_mb']:.0f}"
-            f" / {r['fleet_idle_by_kind'][kind]['processes']}"
-            for kind in KINDS
-            if kind in r["fleet_idle_by_kind"]
-        )
         print(
             f"| {label} | {r['fleet_pss_mb']:.0f} ({r['fleet_pss_mb'] / stock['fleet_pss_mb']:.2f})"
             f" | {r['fleet_loaded_pss_mb']:.0f}"
-            f" ({r['fleet_loaded_pss_mb'] / stock['fleet_loaded_pss_mb']:.2f}) | {kinds} |"
+            f" ({r['fleet_loaded_pss_mb'] / stock['fleet_loaded_pss_mb']:.2f}) |"
         )
+    print("\n| PSS MB (processes) by kind | " + " | ".join(KINDS) + " |")
+    print("|---|" + "---:|" * len(KINDS))
+    for name, label in FLEETS.items():
+        for state in ("idle", "loaded"):
+            by_kind = results[name][f"fleet_{state}_by_kind"]
+            cells = (
+                f"{by_kind[kind]['pss_mb']:.0f} ({by_kind[kind]['processes']})"
+                if kind in by_kind
+                else "-"
+                for kind in KINDS
+            )
+            print(f"| {label}, {state} | " + " | ".join(cells) + " |")
     dev = results["platform_dev"]
     print("\n| target (issue 12) | met in this run |")
     print("|---|---|")

@@ -12,9 +12,8 @@ module. Each forked process starts like ``manage.py <command>`` would — it pic
 site's settings, populates its own app registry and connects its own Celery app's
 signals — only without paying for the imports again.
 
-honcho still supervises (prefixes output, stops everything on Ctrl-C or when one process
-ends); :class:`ForkedProcess` only changes how a process is started: a ``fork`` of this
-interpreter instead of ``/bin/sh -c``.
+:class:`Supervisor` starts them, prefixes their output with their names (honcho's
+printer) and stops them all on Ctrl-C or when one ends.
 
     python -m platform_core.devfleet SPEC.json   (written by ``manage.py runplatform``)
 """

@@ -73,19 +73,3 @@ def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
         "on_unknown_task",
     ):
         assert callable(getattr(Consumer, name)), name
-
-
-def test_the_honcho_internals_the_dev_fleet_uses():
-    # platform_core.devfleet: the class Manager.add_process instantiates
-    # (_process_ctor) and the Popen-like constructor Process.run calls (_child_ctor,
-    # with the command, env= and cwd=; then .pid, .stdout.readline, .wait, .returncode).
-    import honcho
-    from honcho.manager import Manager
-    from honcho.process import Process
-
-    assert honcho.__version__ == "2.0.0", "re-verify platform_core/devfleet.py"
-    assert "self._process_ctor(" in inspect.getsource(Manager.add_process)
-    run = inspect.getsource(Process.run)
-    assert "self._child_ctor(self.cmd, env=self.env, cwd=self.cwd)" in run
-    for used in ("self._child.pid", "self._child.stdout.readline", "self._child.wait()"):
-        assert used in run, used
