@@ -7,6 +7,7 @@ Dramatiq and Huey, with no-op tasks. Prints a markdown table for docs/performanc
 import json
 import os
 import platform as host
+import re
 import shutil
 import signal
 import statistics
@@ -25,6 +26,7 @@ N = int(os.environ.get("BENCH_N", "5000"))
 PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
 LOAD = int(os.environ.get("BENCH_LOAD", "5000"))  # tasks per queue before "after load" memory
+SYSTEMS = ("platform", "celery", "dramatiq", "huey")
 MIN_FLOODED_SAMPLES = 100  # fewer pickups while flooded: no isolation figure (raise BENCH_FLOOD)
 
 
@@ -380,12 +382,10 @@ def started_pids(log_path):
     return pids
 
 
-def beat_pid(client):
-    """The active beat's PID, from its leader lock ("host:pid", platform_core.beat)."""
-    from platform_core.beat import LEADER_KEY
-
-    holder = client.get(LEADER_KEY)
-    return int(holder.decode().rsplit(":", 1)[1]) if holder else None
+def beat_pid(log_path):
+    """The active beat's PID: platform_core.beat logs "beat HOST:PID is now the active beat"."""
+    found = re.findall(r"beat \S+:(\d+) is now the active beat", log_path.read_text())
+    return int(found[-1]) if found else None
 
 
 def measure_dev_fleet(env, logs, client, concurrency=None):
@@ -407,7 +407,8 @@ def measure_dev_fleet(env, logs, client, concurrency=None):
         parents = [pids[queue] for queue in QUEUES]
 
         def memory():
-            return memory_by_kind([supervisor.pid], parents, beat_pid(client), pids["flower"])
+            beat = beat_pid(logs / f"{name}.log")
+            return memory_by_kind([supervisor.pid], parents, beat, pids["flower"])
 
         figures["fleet_rss_mb"], figures["fleet_pss_mb"] = tree_memory_mb(supervisor.pid)
         figures["fleet_idle_by_kind"] = memory()
@@ -449,7 +450,7 @@ def main():
     }
     results = {}
     try:
-        for system in ("platform", "celery", "dramatiq", "huey"):
+        for system in SYSTEMS:
             print(f"measuring {system} …", file=sys.stderr)
             results[system] = measure_system(system, env, workdir, client, server.process.pid)
         for system in ("platform", "celery"):
@@ -461,7 +462,8 @@ def main():
         results["platform_dev_c2"] = measure_dev_fleet(env, workdir, client, concurrency=2)
     finally:
         server.stop_cleanly()
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        # Whatever was measured, even if a later stage failed.
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
     print_table(results)
     print(f"\nraw figures: {workdir / 'results.json'}", file=sys.stderr)
     shutil.rmtree(workdir / "appendonlydir", ignore_errors=True)
@@ -483,7 +485,8 @@ def print_table(results):
         " | Redis commands / task | every task ran |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, r in results.items():
+    for name in SYSTEMS:
+        r = results[name]
         print(
             f"| {name} | {r['enqueue_us']:.0f} ({r['enqueue_us'] / stock['enqueue_us']:.2f}) | "
             f"{r['tasks_per_s']:.0f} ({r['tasks_per_s'] / stock['tasks_per_s']:.2f}) | "
@@ -587,4 +590,7 @@ def print_memory(results):
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--print"]:  # the tables again, from a run's results.json
+        print_table(json.loads(Path(sys.argv[2]).read_text()))
+    else:
+        main()
