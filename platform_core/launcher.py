@@ -93,9 +93,9 @@ def exec_celery(argv: list[str], settings_module: str, *, reload: bool, extra_en
     if reload:
         root = Path(settings.BASE_DIR)
         argv = [
-            sys.executable,
-            "-m",
-            "watchfiles",
+            # Through the .pyz when we run from one: Debian's python3 has no watchfiles
+            # (found by booting the Vagrant box: every --reload worker failed to start).
+            *tool_argv("watchfiles"),
             "--filter",
             "python",
             # Warm shutdown on change: running tasks get this long to finish.
