@@ -1,4 +1,4 @@
-.PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest bench
+.PHONY: run test lint check artifact molecule-default molecule-multihost deploy pytest bench vagrant-test
 
 # timer: every playbook run (converge, idempotence, verify) reports how long it took.
 ANSIBLE_ENV = PATH=$(CURDIR)/.venv/bin:$$PATH ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 \
@@ -48,6 +48,11 @@ molecule-default: artifact
 
 molecule-multihost: artifact
 	cd ansible && $(ANSIBLE_ENV) molecule test -s multihost
+
+# The Vagrant dev box booted for real (offline box, libvirt, qemu emulation here),
+# checked from the host and destroyed; ~30 min, so not part of `make test`.
+vagrant-test:
+	scripts/vagrant-test
 
 # make deploy INVENTORY=production
 deploy: artifact
