@@ -281,22 +281,27 @@ def start_beat_and_flower(system, fleet, logs):
     ]
 
 
+def flood_queues(system, env, queues, n):
+    """``n`` tasks onto each of ``queues``, one producer process per queue, all at once."""
+    floods = [
+        subprocess.Popen(
+            [PY, "-m", "bench.producer", system, "flood", str(n), queue],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for queue in queues
+    ]
+    for flood in floods:
+        flood.wait(600)
+
+
 def isolation(system, env, client):
     """The cert queue's pickup p99 idle, then while the other four queues are flooded."""
     env = {**env, "BENCH_QUEUE": "cert"}
     idle = producer(system, "pickup", PICKUPS, env)
     others = [queue for queue in QUEUES if queue != "cert"]
-    floods = [
-        subprocess.Popen(
-            [PY, "-m", "bench.producer", system, "flood", str(FLOOD), queue],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for queue in others
-    ]
-    for flood in floods:
-        flood.wait(600)
+    flood_queues(system, env, others, FLOOD)
     # Only pickups sent while the other queues still hold a backlog count as flooded.
     flooded_env = {**env, "BENCH_FLOODED_QUEUES": ",".join(others)}
     flooded = producer(system, "pickup", PICKUPS, flooded_env)
@@ -315,17 +320,7 @@ def isolation(system, env, client):
 
 def load_every_queue(system, env, client, timeout=900):
     """LOAD no-op tasks onto each of the five queues at once; back when all are drained."""
-    floods = [
-        subprocess.Popen(
-            [PY, "-m", "bench.producer", system, "flood", str(LOAD), queue],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for queue in QUEUES
-    ]
-    for flood in floods:
-        flood.wait(600)
+    flood_queues(system, env, QUEUES, LOAD)
     deadline = time.monotonic() + timeout
     while sum(client.llen(queue) for queue in QUEUES) and time.monotonic() < deadline:
         time.sleep(0.5)
