@@ -15,9 +15,9 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import LockError
 
-logger = logging.getLogger(__name__)
+from platform_core.redis_scripts import BEAT_LEADER, BEAT_TICK, STAMP_TIME
 
-LEADER_KEY = "platform:beat:leader"
+logger = logging.getLogger(__name__)
 
 
 class SingleBeatScheduler(DatabaseScheduler):
@@ -29,8 +29,9 @@ class SingleBeatScheduler(DatabaseScheduler):
         # after the leader's last refresh.
         self._standby_poll = max(1.0, self._ttl / 3)
         self._lock = self._redis.lock(
-            LEADER_KEY, timeout=self._ttl, thread_local=False, blocking=False
+            BEAT_LEADER, timeout=self._ttl, thread_local=False, blocking=False
         )
+        self._tick_script = self._redis.register_script(STAMP_TIME)
         self._leading = False
         self._standby_announced = False
         super().__init__(*args, **kwargs)
@@ -61,9 +62,16 @@ class SingleBeatScheduler(DatabaseScheduler):
             )
         return False
 
+    def _stamp_tick(self) -> None:
+        # For the metrics: seconds since the active beat's last tick (Redis' clock).
+        try:
+            self._tick_script(keys=[BEAT_TICK])
+        except redis.RedisError as exc:
+            logger.warning("beat %s could not stamp its tick: %s", self._identity, exc)
+
     def _current_holder(self) -> str:
         try:
-            value = self._redis.get(LEADER_KEY)
+            value = self._redis.get(BEAT_LEADER)
         except redis.RedisError:
             return "unknown"
         return value.decode() if value else "none"
@@ -71,6 +79,7 @@ class SingleBeatScheduler(DatabaseScheduler):
     def tick(self, *args, **kwargs):
         if not self._hold_leadership():
             return self._standby_poll
+        self._stamp_tick()
         # Sleep less than the lock's TTL so it is refreshed in time.
         return min(super().tick(*args, **kwargs), self._ttl / 3)
 

@@ -43,25 +43,36 @@ class DelayTooLong(ValueError):
     """A countdown/ETA beyond the platform's sanity limit. Nothing was sent."""
 
 
-def seconds_until(eta) -> float:
-    """Seconds from now (this host's clock) until ``eta`` (datetime or ISO 8601 text)."""
+def timestamp_of(eta) -> float:
+    """``eta`` (datetime or ISO 8601 text) as seconds since the epoch."""
     if isinstance(eta, str):
         eta = datetime.fromisoformat(eta)
     if eta.tzinfo is None:  # Celery's naive ETAs are UTC here (TIME_ZONE = "UTC")
         eta = eta.replace(tzinfo=UTC)
-    return eta.timestamp() - time()
+    return eta.timestamp()
 
 
-def delay_of(envelope: dict) -> float | None:
-    """Seconds until the message is due, if it has an ETA that can be read; else None."""
+def seconds_until(eta) -> float:
+    """Seconds from now (this host's clock) until ``eta`` (datetime or ISO 8601 text)."""
+    return timestamp_of(eta) - time()
+
+
+def eta_of(envelope: dict) -> float | None:
+    """The message's ETA in seconds since the epoch, if it has one that can be read."""
     headers = envelope.get("headers")
     eta = headers.get("eta") if isinstance(headers, dict) else None
     if not isinstance(eta, str):
         return None
     try:
-        return seconds_until(eta)
+        return timestamp_of(eta)
     except (ValueError, OverflowError, OSError):
         return None  # the consumer's checks reject it with a reason
+
+
+def delay_of(envelope: dict) -> float | None:
+    """Seconds until the message is due, if it has an ETA that can be read; else None."""
+    eta = eta_of(envelope)
+    return None if eta is None else eta - time()
 
 
 def should_park(delay: float | None) -> bool:

@@ -23,7 +23,17 @@ import uuid
 
 import redis
 
-from platform_core.redis_scripts import LEASE_SOURCES, LEASES, RELEASE, RENEW, SWEEP
+from platform_core.redis_scripts import (
+    LEASE_RENEWED,
+    LEASE_SOURCES,
+    LEASES,
+    REDELIVERED,
+    RELEASE,
+    RENEW,
+    SWEEP,
+)
+
+LEASE_KEYS = [LEASES, LEASE_SOURCES, LEASE_RENEWED]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +85,7 @@ class Lease:
 
     def _renew(self, new=False) -> bool:
         held = self._renew_script(
-            keys=[LEASES, LEASE_SOURCES],
+            keys=LEASE_KEYS,
             args=[
                 self.worker_id,
                 self.milliseconds,
@@ -90,7 +100,7 @@ class Lease:
         restored = 0
         while True:
             swept, moved, *workers = self._sweep_script(
-                keys=[LEASES, LEASE_SOURCES], args=[SWEEP_BATCH]
+                keys=[*LEASE_KEYS, REDELIVERED], args=[SWEEP_BATCH]
             )
             restored += moved
             if workers:
@@ -117,9 +127,7 @@ class Lease:
         """Stop renewing; give the lease up now if nothing is held any more."""
         self._stop.set()
         try:
-            left = self.client.register_script(RELEASE)(
-                keys=[LEASES, LEASE_SOURCES], args=[self.worker_id]
-            )
+            left = self.client.register_script(RELEASE)(keys=LEASE_KEYS, args=[self.worker_id])
         except redis.RedisError as exc:
             logger.warning("Lease %s not released (%s): it will expire", self.worker_id, exc)
             return

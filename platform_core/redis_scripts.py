@@ -15,8 +15,16 @@ of the queues it came from and marks those deliveries as redelivered.
 # Key names, shared by Python and the scripts (passed in as arguments).
 LEASES = "platform:leases"  # ZSET worker id -> lease expiry (ms, Redis TIME)
 LEASE_SOURCES = "platform:lease_sources"  # HASH worker id -> its queue keys, "\n"-joined
+LEASE_RENEWED = "platform:lease_renewed"  # HASH worker id -> its last renewal (ms, Redis TIME)
+# HASH queue key -> messages a sweep handed back after their worker's lease expired.
+REDELIVERED = "platform:redelivered"
 HELD_PREFIX = "platform:held:"  # + worker id + ":" + queue key: LIST of raw items
 DELAYED_PREFIX = "platform:delayed:"  # + queue key: ZSET raw item -> due time (ms, Redis TIME)
+BEAT_LEADER = "platform:beat:leader"  # the active beat's identity (a redis-py lock token)
+BEAT_TICK = "platform:beat:tick"  # the active beat's last tick (ms, Redis TIME)
+# HASH queue key -> "<message id> <ms>": when the queue metrics first saw a message
+# without a send stamp (from a plain Celery client) at the head of that queue.
+FIRST_SEEN = "platform:first_seen"
 
 
 def held_key(worker_id: str, queue_key: str) -> str:
@@ -92,7 +100,7 @@ return out
 """
 )
 
-# RENEW: take or extend a lease. KEYS[1] LEASES  KEYS[2] LEASE_SOURCES
+# RENEW: take or extend a lease. KEYS[1] LEASES  KEYS[2] LEASE_SOURCES  KEYS[3] LEASE_RENEWED
 #   ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] its queue keys, "\n"-joined
 # Returns 1 if the lease was still held (or is new: ARGV[4] == 'new'), 0 if it had
 # been swept meanwhile (what it held was handed to other workers).
@@ -103,6 +111,7 @@ RENEW = (
 local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], now)
 if held or ARGV[4] == 'new' then return 1 end
 return 0
 """
@@ -110,9 +119,9 @@ return 0
 
 # SWEEP: for up to ARGV[1] workers whose lease expired (Redis' clock), move everything
 # they held back to the front of its queue (the end consumers take from next), oldest
-# first, marked redelivered, and forget the worker. Atomic: with many sweepers, each
-# expired worker is swept exactly once.
-#   KEYS[1] LEASES  KEYS[2] LEASE_SOURCES
+# first, marked redelivered, counted per queue key, and forget the worker. Atomic:
+# with many sweepers, each expired worker is swept exactly once.
+#   KEYS[1] LEASES  KEYS[2] LEASE_SOURCES  KEYS[3] LEASE_RENEWED  KEYS[4] REDELIVERED
 # Returns {workers swept, messages restored, worker ids...}.
 SWEEP = (
     "#!lua\n"
@@ -125,15 +134,19 @@ for _, worker in ipairs(dead) do
     local sources = redis.call('HGET', KEYS[2], worker) or ''
     for source in string.gmatch(sources, '[^\\n]+') do
         local held = HELD .. worker .. ':' .. source
+        local moved = 0
         while true do
             local item = redis.call('LPOP', held)
             if not item then break end
             redis.call('RPUSH', source, (mark_redelivered(item)))
-            restored = restored + 1
+            moved = moved + 1
         end
+        if moved > 0 then redis.call('HINCRBY', KEYS[4], source, moved) end
+        restored = restored + moved
     end
     redis.call('ZREM', KEYS[1], worker)
     redis.call('HDEL', KEYS[2], worker)
+    redis.call('HDEL', KEYS[3], worker)
 end
 local out = {#dead, restored}
 for _, worker in ipairs(dead) do out[#out + 1] = worker end
@@ -154,6 +167,7 @@ end
 if left == 0 then
     redis.call('ZREM', KEYS[1], ARGV[1])
     redis.call('HDEL', KEYS[2], ARGV[1])
+    redis.call('HDEL', KEYS[3], ARGV[1])
 end
 return left
 """
@@ -213,4 +227,14 @@ return {moved, next_due}
 
 FETCH, SWEEP, RELEASE = (
     script.replace("@HELD@", HELD_PREFIX) for script in (FETCH, SWEEP, RELEASE)
+)
+
+# STAMP_TIME: SET KEYS[1] to now (ms) on Redis' clock (the beat's tick).
+STAMP_TIME = (
+    "#!lua\n"
+    + _NOW_MS
+    + """
+redis.call('SET', KEYS[1], now)
+return now
+"""
 )

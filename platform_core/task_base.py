@@ -56,9 +56,9 @@ class PlatformTask(DjangoTask):
                 attempts,
                 limit,
             )
-            count_rejection(
-                self.request.delivery_info.get("routing_key") or "?", "too-many-attempts"
-            )
+            # The worker's own queue, not the message's routing key: the sender
+            # chooses that, and the metrics label their series by it.
+            count_rejection(self.app.conf.task_default_queue, "too-many-attempts")
             raise TooManyAttempts(f"gave up after {attempts - 1} deliveries that never completed")
 
     @property

@@ -51,6 +51,7 @@ from platform_core.redis_scripts import (
     held_key,
 )
 from platform_core.rejections import report_rejection
+from platform_core.sent_stamp import stamp
 
 transport_logger = logging.getLogger("platform_core.transport")
 
@@ -231,6 +232,7 @@ class Channel(kombu_redis.Channel):
         return consumer_tag
 
     def _put(self, queue, message, **kwargs):
+        stamp(message)  # the queue metrics' "oldest message" age starts here
         delay = delay_of(message)
         if not should_park(delay):
             return super()._put(queue, message, **kwargs)
@@ -431,6 +433,11 @@ class Channel(kombu_redis.Channel):
             self._promoter.stop()
         if self._lease is not None:
             self._lease.release()
+
+
+def priority_keys(queue: str) -> dict[int, str]:
+    """The Redis list of each priority step of ``queue`` (kombu's Channel._q_for_pri)."""
+    return {pri: f"{queue}{Channel.sep}{pri}" if pri else queue for pri in Channel.priority_steps}
 
 
 def _parse_envelope(item: bytes) -> dict:

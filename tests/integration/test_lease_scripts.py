@@ -18,7 +18,9 @@ from platform_core.redis_scripts import FETCH, RENEW, SWEEP, held_key
 QUEUES = ("script_test", "script_test_low")
 # The scripts take their lease keys as arguments: the test uses its own, because the
 # session's workers sweep platform:leases and would take the test's expired lease first.
-LEASES, LEASE_SOURCES = "test:leases", "test:lease_sources"
+LEASES, LEASE_SOURCES, LEASE_RENEWED = "test:leases", "test:lease_sources", "test:lease_renewed"
+REDELIVERED = "test:redelivered"
+LEASE_KEYS = (LEASES, LEASE_SOURCES, LEASE_RENEWED)
 
 
 @pytest.fixture
@@ -26,13 +28,11 @@ def server(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
     held = [key for queue in QUEUES for key in client.keys(held_key("*", queue))]
-    client.delete(LEASES, LEASE_SOURCES, *QUEUES, *held)
+    client.delete(*LEASE_KEYS, REDELIVERED, *QUEUES, *held)
 
 
 def take(server, worker, milliseconds=60_000, sources=QUEUES):
-    return server.eval(
-        RENEW, 2, LEASES, LEASE_SOURCES, worker, milliseconds, "\n".join(sources), "new"
-    )
+    return server.eval(RENEW, 3, *LEASE_KEYS, worker, milliseconds, "\n".join(sources), "new")
 
 
 def fetch(server, worker, queues, count, acks=(), record=None):
@@ -45,7 +45,7 @@ def fetch(server, worker, queues, count, acks=(), record=None):
 
 
 def sweep(server):
-    swept, restored, *workers = server.eval(SWEEP, 2, LEASES, LEASE_SOURCES, 20)
+    swept, restored, *workers = server.eval(SWEEP, 4, *LEASE_KEYS, REDELIVERED, 20)
     return swept, restored, [worker.decode() for worker in workers]
 
 
@@ -114,6 +114,9 @@ def test_a_live_lease_is_never_swept(server, redis_url):
     fetch(server, "alive", ["script_test"], 5)
     assert sweep(server) == (0, 0, [])
     assert server.llen(held_key("alive", "script_test")) == 1
+    seconds, micros = server.time()
+    renewed = int(server.hget(LEASE_RENEWED, "alive"))  # Redis' clock, for the metrics
+    assert 0 <= seconds * 1000 + micros // 1000 - renewed < 5_000
 
 
 def test_an_expired_lease_is_swept_once_oldest_first_and_marked(server, redis_url):
@@ -137,13 +140,17 @@ def test_an_expired_lease_is_swept_once_oldest_first_and_marked(server, redis_ur
     ]
     assert server.zscore(LEASES, "dead") is None
     assert server.zscore(LEASES, "alive") is not None
+    # Counted per queue key for the metrics; the swept worker's renewal stamp is gone.
+    assert server.hgetall(REDELIVERED) == {b"script_test": b"3"}
+    assert server.hexists(LEASE_RENEWED, "dead") is False
+    assert server.hexists(LEASE_RENEWED, "alive") is True
 
 
 def test_a_renewal_after_a_sweep_says_the_lease_was_lost(server):
     take(server, "late", milliseconds=100)
     time.sleep(0.2)
     sweep(server)
-    renewed = server.eval(RENEW, 2, LEASES, LEASE_SOURCES, "late", 1000, "script_test", "renew")
+    renewed = server.eval(RENEW, 3, *LEASE_KEYS, "late", 1000, "script_test", "renew")
     assert renewed == 0
 
 

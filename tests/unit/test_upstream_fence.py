@@ -73,3 +73,24 @@ def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
         "on_unknown_task",
     ):
         assert callable(getattr(Consumer, name)), name
+
+
+def test_flower_is_the_version_its_metrics_fence_was_verified_with():
+    import flower
+
+    from platform_core.flower_fence import VERIFIED_FLOWER
+
+    assert flower.__version__ == VERIFIED_FLOWER, (
+        "re-verify platform_core/flower_fence.py (Flower's /metrics route and its "
+        "basic-auth check) against the new Flower, then update VERIFIED_FLOWER"
+    )
+
+
+def test_the_queue_keys_are_kombus_priority_lists():
+    # platform_core.transport.priority_keys names each priority step's list as kombu's
+    # Channel._q_for_pri does; the queue metrics read those lists.
+    source = inspect.getsource(kombu_redis.Channel._q_for_pri)
+    assert "self.sep" in source
+    assert "self.priority(pri)" in source
+    assert kombu_redis.Channel.sep == "\x06\x16"
+    assert list(kombu_redis.Channel.priority_steps) == [0, 3, 6, 9]

@@ -14,10 +14,10 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.beat import LEADER_KEY
 from platform_core.checks import platform_apps
 from platform_core.drills import executions, starts
 from platform_core.queues import QUEUES
+from platform_core.redis_scripts import BEAT_LEADER
 
 SENT_KEY = "platform:drill:{token}:sent"
 
@@ -41,7 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         if options["action"] == "leader":
-            leader = client.get(LEADER_KEY)
+            leader = client.get(BEAT_LEADER)
             self.stdout.write(leader.decode() if leader else "none")
             return
         if options["action"] == "runs":  # how many executions, of any task, were recorded

@@ -1,25 +1,40 @@
+import logging
 import os
 import re
 
+import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from platform_core import flower_fence, metrics
 from platform_core.env import read_secret
 from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
+
+logger = logging.getLogger(__name__)
 
 CREDENTIALS = re.compile(r"^[^:,\s]+:[^,\s]{8,}$")
 
 
 class Command(BaseCommand):
     help = (
-        "Start Flower on 127.0.0.1:5555 with basic auth. Credentials come from "
-        "FLOWER_BASIC_AUTH or the file named by FLOWER_BASIC_AUTH_FILE, never from argv."
+        "Start Flower on 127.0.0.1:5555 with basic auth, and the platform's metrics on "
+        "127.0.0.1:5556/metrics (PLATFORM_METRICS_AUTH). Credentials come from "
+        "FLOWER_BASIC_AUTH / PLATFORM_METRICS_AUTH or the files named by *_FILE, never "
+        "from argv."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--address", default=os.environ.get("FLOWER_ADDRESS", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("FLOWER_PORT", "5555")))
         parser.add_argument("--broker-wait", type=float, default=0)
+        parser.add_argument(
+            "--metrics-address", default=os.environ.get("PLATFORM_METRICS_ADDRESS", "127.0.0.1")
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=int(os.environ.get("PLATFORM_METRICS_PORT", metrics.DEFAULT_METRICS_PORT)),
+        )
 
     def handle(self, *args, **options):
         require_celery_on()
@@ -30,7 +45,15 @@ class Command(BaseCommand):
                 "characters). Set FLOWER_BASIC_AUTH=user:password in the environment, or "
                 "FLOWER_BASIC_AUTH_FILE=/path/to/file holding user:password (mode 0600)."
             )
+        metrics_credentials = read_secret("PLATFORM_METRICS_AUTH")
+        if metrics_credentials and not CREDENTIALS.match(metrics_credentials):
+            raise CommandError(
+                "PLATFORM_METRICS_AUTH is not user:password with a password of 8+ characters; "
+                "set it (or PLATFORM_METRICS_AUTH_FILE) to the credentials the monitoring "
+                "host scrapes with, or unset it to serve no metrics port"
+            )
         wait_for_broker(options["broker_wait"])
+        self._start_metrics(options, metrics_credentials)
         site = settings.SITE_NAME
         argv = celery_argv(
             site, "flower", f"--address={options['address']}", f"--port={options['port']}"
@@ -44,3 +67,27 @@ class Command(BaseCommand):
         }
         os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)
         run_celery(argv, f"sites.{site}.settings", reload=False, extra_env=extra_env)
+
+    def _start_metrics(self, options, credentials) -> None:
+        # Flower runs in this process: its /metrics and the metrics port both serve
+        # the default registry, where the platform's collector joins Flower's own.
+        flower_fence.require_credentials_for_metrics()
+        client = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+        metrics.register(client)
+        if not credentials:
+            logger.warning(
+                "No metrics port: PLATFORM_METRICS_AUTH is not set. Flower's /metrics "
+                "(with Flower's credentials) still includes the platform's metrics."
+            )
+            return
+        address, port = options["metrics_address"], options["metrics_port"]
+        try:
+            metrics.serve(address, port, credentials)
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot serve metrics on {address}:{port}: {exc}. Set "
+                "PLATFORM_METRICS_ADDRESS / PLATFORM_METRICS_PORT to a free address."
+            ) from None
+        logger.info("Platform metrics on http://%s:%d/metrics (basic auth)", address, port)

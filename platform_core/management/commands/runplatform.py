@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.launcher import redacted, require_celery_on
+from platform_core.metrics import DEFAULT_METRICS_PORT
 from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
 
 DEV_CONCURRENCY = 1
@@ -67,6 +68,9 @@ class Command(BaseCommand):
         env.pop("DJANGO_SETTINGS_MODULE", None)
         env.setdefault("FLOWER_BASIC_AUTH_FILE", str(self._flower_credentials(var)))
         env.setdefault("FLOWER_MAX_TASKS", str(DEV_FLOWER_MAX_TASKS))
+        # In development the metrics port (127.0.0.1) takes Flower's credentials too.
+        if not (env.get("PLATFORM_METRICS_AUTH") or env.get("PLATFORM_METRICS_AUTH_FILE")):
+            env["PLATFORM_METRICS_AUTH_FILE"] = env["FLOWER_BASIC_AUTH_FILE"]
         port = options["flower_port"]
         spec = {
             "env": env,
@@ -74,7 +78,9 @@ class Command(BaseCommand):
             "processes": self._processes(options),
             "banner": (
                 f"Flower: http://127.0.0.1:{port} (user:password in "
-                f"{env['FLOWER_BASIC_AUTH_FILE']}); sites: {', '.join(SITES)}; "
+                f"{env['FLOWER_BASIC_AUTH_FILE']}); metrics: "
+                f"http://127.0.0.1:{env.get('PLATFORM_METRICS_PORT', DEFAULT_METRICS_PORT)}"
+                f"/metrics; sites: {', '.join(SITES)}; "
                 f"broker {redacted(settings.CELERY_BROKER_URL)}"
             ),
         }

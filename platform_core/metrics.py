@@ -1,0 +1,228 @@
+"""The platform's figures in the Prometheus format, and the listener that serves them.
+
+``PlatformCollector`` turns one ``queue_stats`` snapshot per scrape into metric
+families. It is registered in the Flower process's default registry, beside Flower's
+own metrics (task runtimes, worker liveness), so one scrape returns both.
+
+``serve`` answers ``GET /metrics`` on its own address and port with basic auth and
+nothing else: Flower's port carries its control API (shut workers down, revoke tasks),
+so the port opened to the monitoring host is this one, with read-only credentials.
+"""
+
+import base64
+import hmac
+import logging
+import socketserver
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import redis
+from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from platform_core.queue_stats import POISON_REASON, Snapshot, read_snapshot
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 5556  # beside Flower's 5555
+
+
+class PlatformCollector:
+    """Reads Redis on each scrape (at most three round trips, platform_core.queue_stats)."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def describe(self):
+        return []  # nothing to read at registration time
+
+    def collect(self):
+        up = GaugeMetricFamily("platform_redis_up", "1 if the broker answered this scrape")
+        try:
+            snapshot = read_snapshot(self.client)
+        except redis.RedisError as exc:
+            logger.warning("metrics: the broker did not answer: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families(snapshot)
+
+
+def families(snapshot: Snapshot):
+    """The metric families of one snapshot."""
+    queues = [stats for name, stats in snapshot.queues.items() if stats.waiting]
+    waiting = GaugeMetricFamily(
+        "platform_queue_messages_waiting",
+        "Messages waiting in the queue's list, per priority step",
+        labels=["queue", "priority"],
+    )
+    oldest = GaugeMetricFamily(
+        "platform_queue_oldest_message_age_seconds",
+        "How long the message at the head of the queue has waited (0: empty). From its "
+        "send stamp or due time; for a plain client's message, since first seen there",
+        labels=["queue"],
+    )
+    in_flight = GaugeMetricFamily(
+        "platform_queue_messages_in_flight",
+        "Messages delivered to a worker and not yet acknowledged",
+        labels=["queue"],
+    )
+    delayed = GaugeMetricFamily(
+        "platform_queue_messages_delayed",
+        "Messages waiting in the queue's delayed set for their due time",
+        labels=["queue"],
+    )
+    next_due = GaugeMetricFamily(
+        "platform_queue_next_due_seconds",
+        "Seconds until the first delayed message is due (no series: none delayed)",
+        labels=["queue"],
+    )
+    consumers = GaugeMetricFamily(
+        "platform_queue_consumers",
+        "Workers with a live lease taking messages from the queue",
+        labels=["queue"],
+    )
+    for stats in queues:
+        for priority, count in stats.waiting.items():
+            waiting.add_metric([stats.queue, str(priority)], count)
+        oldest.add_metric([stats.queue], stats.oldest_age or 0.0)
+        in_flight.add_metric([stats.queue], stats.in_flight)
+        delayed.add_metric([stats.queue], stats.delayed)
+        if stats.next_due_in is not None:
+            next_due.add_metric([stats.queue], stats.next_due_in)
+        consumers.add_metric([stats.queue], stats.consumers)
+    yield from (waiting, oldest, in_flight, delayed, next_due, consumers)
+    yield from _counters(snapshot)
+    yield from _workers(snapshot)
+    yield from _beat(snapshot)
+
+
+def _counters(snapshot: Snapshot):
+    rejected = CounterMetricFamily(
+        "platform_rejected_messages",
+        "Messages refused with a reason (bad input, unknown task, wrong arguments, "
+        "too-many-attempts)",
+        labels=["queue", "reason"],
+    )
+    poison = CounterMetricFamily(
+        "platform_poison_tasks",
+        "Tasks given up after PLATFORM_MAX_ATTEMPTS deliveries that never completed",
+        labels=["queue"],
+    )
+    redelivered = CounterMetricFamily(
+        "platform_redelivered_messages",
+        "Messages handed back to their queue after their worker's lease expired",
+        labels=["queue"],
+    )
+    for stats in snapshot.queues.values():
+        for reason, count in stats.rejected.items():
+            rejected.add_metric([stats.queue, reason], count)
+        poison.add_metric([stats.queue], stats.rejected.get(POISON_REASON, 0))
+        redelivered.add_metric([stats.queue], stats.redelivered)
+    yield from (rejected, poison, redelivered)
+
+
+def _workers(snapshot: Snapshot):
+    alive = GaugeMetricFamily(
+        "platform_worker_lease_alive",
+        "1 while the worker's lease is live; 0 once expired (swept within seconds)",
+        labels=["worker"],
+    )
+    renewed = GaugeMetricFamily(
+        "platform_worker_lease_renewal_age_seconds",
+        "Seconds since the worker last renewed its lease",
+        labels=["worker"],
+    )
+    held = GaugeMetricFamily(
+        "platform_worker_messages_in_flight",
+        "Messages the worker holds (running, reserved, waiting for a near ETA)",
+        labels=["worker", "queue"],
+    )
+    for worker in snapshot.workers:
+        alive.add_metric([worker.worker], 1 if worker.alive else 0)
+        if worker.renewed_age is not None:
+            renewed.add_metric([worker.worker], worker.renewed_age)
+        for queue, count in worker.in_flight.items():
+            held.add_metric([worker.worker, queue], count)
+    yield from (alive, renewed, held)
+
+
+def _beat(snapshot: Snapshot):
+    leader = GaugeMetricFamily(
+        "platform_beat_leader",
+        "1 with the active beat's identity as label; no series: no beat holds the lock",
+        labels=["beat"],
+    )
+    present = GaugeMetricFamily("platform_beat_leader_present", "1 if a beat holds the lock")
+    tick = GaugeMetricFamily(
+        "platform_beat_last_tick_age_seconds", "Seconds since the active beat last ticked"
+    )
+    if snapshot.beat.leader:
+        leader.add_metric([snapshot.beat.leader], 1)
+    present.add_metric([], 1 if snapshot.beat.leader else 0)
+    if snapshot.beat.tick_age is not None:
+        tick.add_metric([], snapshot.beat.tick_age)
+    trips = GaugeMetricFamily(
+        "platform_metrics_redis_round_trips", "Redis round trips this scrape took"
+    )
+    trips.add_metric([], snapshot.round_trips)
+    yield from (leader, present, tick, trips)
+
+
+def register(client: redis.Redis, registry=REGISTRY) -> None:
+    registry.register(PlatformCollector(client))
+
+
+def authorized(header: str, credentials: str) -> bool:
+    """Does an Authorization header carry ``user:password`` (basic auth)?"""
+    scheme, _, token = header.partition(" ")
+    if scheme != "Basic":
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except ValueError:
+        return False
+    return hmac.compare_digest(given, credentials.encode())
+
+
+def metrics_app(credentials: str, registry=REGISTRY):
+    """A WSGI app: /metrics with basic auth, 401 without, 404 for anything else."""
+    exporter = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only /metrics here\n"]
+        if not authorized(environ.get("HTTP_AUTHORIZATION", ""), credentials):
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Basic realm="metrics"')],
+            )
+            return [b"credentials required (PLATFORM_METRICS_AUTH)\n"]
+        return exporter(environ, start_response)
+
+    return app
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scraper never holds the process up at exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # one line per scrape would drown Flower's log
+        pass
+
+
+def serve(address: str, port: int, credentials: str, registry=REGISTRY) -> WSGIServer:
+    """Serve /metrics on ``address:port`` from a daemon thread; returns the server."""
+    server = make_server(
+        address,
+        port,
+        metrics_app(credentials, registry),
+        server_class=_ThreadingServer,
+        handler_class=_QuietHandler,
+    )
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
