@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from dataclasses import dataclass
 
 import pytest
 
@@ -101,3 +102,46 @@ def workers(platform_env, log_dir, client_app, redis_url):
     yield started
     for process in started.values():
         process.stop()
+
+
+@dataclass(frozen=True)
+class FlowerEndpoints:
+    port: int  # Flower (UI, API, its own /metrics), Flower's credentials
+    metrics_port: int  # the platform's metrics listener, its own credentials
+    password: str
+    metrics_password: str
+
+    @property
+    def credentials(self) -> str:
+        return f"admin:{self.password}"
+
+    @property
+    def metrics_credentials(self) -> str:
+        return f"prometheus:{self.metrics_password}"
+
+
+@pytest.fixture(scope="session")
+def flower(workers, platform_env, log_dir, tmp_path_factory):
+    """Flower with basic auth and the metrics listener, both secrets in files (0600)."""
+    from tests.integration.http import status
+
+    secrets = tmp_path_factory.mktemp("flower")
+    endpoints = FlowerEndpoints(
+        free_port(), free_port(), f"flower-test-{free_port()}", f"metrics-test-{free_port()}"
+    )
+    files = {}
+    for name, credentials in (
+        ("FLOWER_BASIC_AUTH_FILE", endpoints.credentials),
+        ("PLATFORM_METRICS_AUTH_FILE", endpoints.metrics_credentials),
+    ):
+        files[name] = secrets / name.lower()
+        files[name].write_text(credentials + "\n")
+        files[name].chmod(0o600)
+    env = {**platform_env, **{name: str(path) for name, path in files.items()}}
+    argv = manage(
+        "runflower", "--port", str(endpoints.port), "--metrics-port", str(endpoints.metrics_port)
+    )
+    process = Process("flower", argv, env, log_dir)
+    wait_for(lambda: status(endpoints.port, "/healthcheck") == 200, 30, "Flower to listen")
+    yield endpoints
+    process.stop()

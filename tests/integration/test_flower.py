@@ -1,60 +1,23 @@
 """Flower lists all five workers, behind basic auth whose secret is not in any argv."""
 
-import base64
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import pytest
-
-from tests.integration.processes import Process, free_port, manage, wait_for
-
-PASSWORD = "flower-test-secret-%d" % free_port()  # noqa: UP031
-
-
-@pytest.fixture(scope="module")
-def flower(workers, platform_env, log_dir, tmp_path_factory):
-    credentials = tmp_path_factory.mktemp("flower") / "credentials"
-    credentials.write_text(f"admin:{PASSWORD}\n")
-    credentials.chmod(0o600)
-    port = free_port()
-    env = {**platform_env, "FLOWER_BASIC_AUTH_FILE": str(credentials)}
-    process = Process("flower", manage("runflower", "--port", str(port)), env, log_dir)
-    wait_for(lambda: _status(port, "/healthcheck") == 200, 30, "Flower to listen")
-    yield port, process
-    process.stop()
-
-
-def _request(port, path, auth=None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if auth:
-        token = base64.b64encode(auth.encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    return urllib.request.urlopen(request, timeout=10)
-
-
-def _status(port, path, auth=None):
-    try:
-        with _request(port, path, auth) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
+from tests.integration.http import get, status
+from tests.integration.processes import wait_for
 
 
 def test_flower_refuses_without_credentials(flower):
-    port, _ = flower
-    assert _status(port, "/api/workers") == 401
-    assert _status(port, "/api/workers", auth="admin:wrong-password") == 401
+    port = flower.port
+    assert status(port, "/api/workers") == 401
+    assert status(port, "/api/workers", auth="admin:wrong-password") == 401
 
 
 def test_flower_lists_all_five_workers_with_credentials(flower):
-    port, _ = flower
+    port = flower.port
 
     def names():
-        with _request(port, "/api/workers?refresh=1", auth=f"admin:{PASSWORD}") as response:
+        with get(port, "/api/workers?refresh=1", auth=flower.credentials) as response:
             return {name.split("@")[0] for name in json.load(response)}
 
     seen = wait_for(
@@ -66,14 +29,14 @@ def test_flower_lists_all_five_workers_with_credentials(flower):
 
 
 def test_flower_sees_the_tasks_of_every_queue(flower, client_app):
-    port, _ = flower
+    port = flower.port
     sent = {
         queue: client_app.send_task(f"celery_tasks.{queue}.probe.whoami").id
         for queue in ("cert", "green_door", "pqs", "api", "long_running")
     }
 
     def states():
-        with _request(port, "/api/tasks", auth=f"admin:{PASSWORD}") as response:
+        with get(port, "/api/tasks", auth=flower.credentials) as response:
             tasks = json.load(response)
         return {queue: (tasks.get(task_id) or {}).get("state") for queue, task_id in sent.items()}
 
@@ -98,10 +61,12 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_flower_listens_on_loopback_only_and_secret_is_not_in_any_command_line(flower):
-    port, _ = flower
-    assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+    for port in (flower.port, flower.metrics_port):
+        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            assert PASSWORD.encode() not in cmdline.read_bytes()
+            content = cmdline.read_bytes()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        assert flower.password.encode() not in content
+        assert flower.metrics_password.encode() not in content
