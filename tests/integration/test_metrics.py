@@ -5,6 +5,7 @@ paused (its consumer cancelled, one task still running): the scrape's depth and 
 age match, and its in-flight counts match what `inspect` says the worker holds.
 """
 
+import subprocess
 import time
 import uuid
 
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.http import status, text
-from tests.integration.processes import wait_for
+from tests.integration.processes import free_port, manage, wait_for
 
 RECORD = "celery_tasks.cert.drills.record"
 
@@ -133,3 +134,23 @@ def _held_ids(client_app, node) -> set[str]:
         for entry in (reply or {}).get(node, []):
             ids.add(entry.get("id") or entry["request"]["id"])
     return ids
+
+
+def test_manage_queues_prints_every_queue_and_worker(workers, platform_env):
+    result = subprocess.run(
+        manage("queues"), env=platform_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
+    for queue in ("cert", "green_door", "pqs", "api", "long_running"):
+        assert queue in rows, result.stdout
+        assert rows[queue][6] == "1", rows[queue]  # its worker, with a live lease
+    assert result.stdout.count("lease alive") >= 5
+
+
+def test_manage_queues_names_the_broker_it_cannot_reach(platform_env):
+    env = {**platform_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result = subprocess.run(manage("queues"), env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "did not answer" in result.stderr
+    assert "Traceback" not in result.stderr
