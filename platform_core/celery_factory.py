@@ -66,7 +66,7 @@ def queue_settings(queue: str) -> dict:
         "worker_prefetch_multiplier": queue_policy.prefetch_multiplier,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {
-            # Kept equal to the broker's (pitfalls: set consistently in both); it only
+            # Kept equal to the broker's (kombu reads it from both, inconsistently); it only
             # matters to the legacy index (queues.LEGACY_INDEXES).
             "visibility_timeout": transport_options["visibility_timeout"],
             # Celery's default is 20 reconnects a second apart: a web request that

@@ -9,27 +9,37 @@ import os
 import sys
 
 from platform_core.queues import (
+    DEFAULT_LONG_RUNNING_SITE,
     LONG_RUNNING,
     QUEUES,
     SITES,
     WORKER_COMMANDS,
+    long_running_site,
     worker_settings_module,
 )
+
+
+def with_worker_alias_expanded(argv: list[str]) -> list[str]:
+    """`run<site>worker …` is `runworker <site> …`: no command module per site."""
+    queue = {command: queue for queue, command in WORKER_COMMANDS.items()}.get(
+        argv[1] if len(argv) > 1 else ""
+    )
+    return [argv[0], "runworker", queue, *argv[2:]] if queue else argv
 
 
 def settings_for(argv: list[str]) -> str:
     """The settings a command runs under: a worker's own site, so it starts in-process."""
     command = argv[1] if len(argv) > 1 else ""
-    queue = {command: queue for queue, command in WORKER_COMMANDS.items()}.get(command)
-    if command == "runworker" and len(argv) > 2:
-        queue = argv[2]
-    long_running_site = os.environ.get("LONG_RUNNING_SITE", "cert")
-    if queue in QUEUES and (queue != LONG_RUNNING or long_running_site in SITES):
-        return worker_settings_module(queue, long_running_site)
-    return "sites.cert.settings"  # whose validation names a bad LONG_RUNNING_SITE
+    queue = argv[2] if command == "runworker" and len(argv) > 2 else None
+    site = long_running_site()
+    if queue in QUEUES and (queue != LONG_RUNNING or site in SITES):
+        return worker_settings_module(queue, site)
+    # Whose validation names a bad LONG_RUNNING_SITE.
+    return f"sites.{DEFAULT_LONG_RUNNING_SITE}.settings"
 
 
 def run_manage(argv: list[str]) -> None:
+    argv = with_worker_alias_expanded(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_for(argv))
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line

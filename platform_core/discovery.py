@@ -1,7 +1,7 @@
 """Finding task modules by convention: every module under ``celery_tasks/<queue>/``.
 
-Placing a file there is all it takes; nobody edits an import list (seed 003's
-manual CELERY_IMPORTS step is the one that gets forgotten).
+Placing a file there is all it takes; nobody edits an import list (a manual
+CELERY_IMPORTS list is the step that gets forgotten).
 """
 
 import importlib

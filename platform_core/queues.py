@@ -8,19 +8,49 @@ wait in Redis (platform_core.delays): a task on a live worker is never handed to
 another, whatever its length or delay. The hard time limit only stops runaway tasks.
 """
 
+import os
+import pkgutil
 from dataclasses import dataclass
 
-SITES = ("cert", "green_door", "pqs", "api")
+import sites as _sites_package
+
 LONG_RUNNING = "long_running"
+# Packages under sites/ that are not sites: the shared settings, the long-running app.
+_NOT_SITES = {"base", LONG_RUNNING}
+
+
+def _site_folders() -> tuple[str, ...]:
+    """Every site is a folder sites/<name>/ (`manage.py startsite NAME` makes one);
+    removing a site is deleting its folders. Works from the Shiv archive too."""
+    return tuple(
+        sorted(
+            module.name
+            for module in pkgutil.iter_modules(_sites_package.__path__)
+            if module.ispkg and module.name not in _NOT_SITES
+        )
+    )
+
+
+SITES = _site_folders()
 QUEUES = (*SITES, LONG_RUNNING)
-# The management command that starts each queue's worker.
-WORKER_COMMANDS = {
-    "cert": "runcertworker",
-    "green_door": "rungreendoorworker",
-    "pqs": "runpqsworker",
-    "api": "runapiworker",
-    LONG_RUNNING: "run_long_running_worker",
-}
+# The site whose settings the long-running worker uses unless LONG_RUNNING_SITE says
+# otherwise; in development its worker also runs beat.
+DEFAULT_LONG_RUNNING_SITE = "cert"
+
+
+def worker_command(queue: str) -> str:
+    """The management command that starts ``queue``'s worker: run<site>worker."""
+    if queue == LONG_RUNNING:
+        return "run_long_running_worker"
+    return f"run{queue.replace('_', '')}worker"
+
+
+WORKER_COMMANDS = {queue: worker_command(queue) for queue in QUEUES}
+
+
+def long_running_site() -> str:
+    return os.environ.get("LONG_RUNNING_SITE", DEFAULT_LONG_RUNNING_SITE)
+
 
 # The upgrade path, and nothing else: versions before leases recorded deliveries in
 # kombu's time-windowed unacked index, one for the site queues and one for

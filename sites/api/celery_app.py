@@ -1,4 +1,4 @@
-"""The api site's Celery app: consumes only the `api` queue, under api's settings."""
+"""The api site's Celery app: consumes only the `api` queue, under its settings."""
 
 import os
 

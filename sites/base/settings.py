@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from platform_core import delays, leases
+from platform_core import delays, leases, queues
 from platform_core.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -98,14 +98,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_TZ = True  # beat schedules are stored in UTC (pitfalls: timezones)
+USE_TZ = True  # beat schedules are stored in UTC (a naive time shifts with DST)
 STATIC_URL = "static/"
 
 REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", VAR_DIR / "reports"))
 GREEN_DOOR_PARTNER_URL = os.environ.get("GREEN_DOOR_PARTNER_URL", "http://127.0.0.1:8089")
 
-# Which site's settings the long-running worker runs under (seed 003: cert).
-LONG_RUNNING_SITE = os.environ.get("LONG_RUNNING_SITE", "cert")
+# Which site's settings the long-running worker runs under.
+LONG_RUNNING_SITE = queues.long_running_site()
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,4 @@
-"""The cert site's Celery app: consumes only the `cert` queue, under cert's settings."""
+"""The cert site's Celery app: consumes only the `cert` queue, under its settings."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The green_door Celery app: consumes only the `green_door` queue, under its settings."""
+"""The green_door site's Celery app: consumes only the `green_door` queue, under its settings."""
 
 import os
 

@@ -1,10 +1,10 @@
-"""The long-running queue's Celery app, under the settings of LONG_RUNNING_SITE (cert)."""
+"""The long-running queue's Celery app, under the settings of LONG_RUNNING_SITE."""
 
 import os
 
-from platform_core.queues import validate_site
+from platform_core.queues import long_running_site, validate_site
 
-_site = validate_site(os.environ.get("LONG_RUNNING_SITE", "cert"), "LONG_RUNNING_SITE")
+_site = validate_site(long_running_site(), "LONG_RUNNING_SITE")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{_site}.settings")
 
 from platform_core.celery_factory import create_app  # noqa: E402

@@ -1,4 +1,4 @@
-"""The pqs site's Celery app: consumes only the `pqs` queue, under pqs's settings."""
+"""The pqs site's Celery app: consumes only the `pqs` queue, under its settings."""
 
 import os
 

@@ -61,7 +61,7 @@ class Command(BaseCommand):
         extra_env = {
             # Flower reads FLOWER_* variables; the secret never appears in `ps`.
             "FLOWER_BASIC_AUTH": credentials,
-            # Task events are held in memory: bound them (pitfalls: Flower).
+            # Task events are held in memory: unbounded, they grow until Flower is killed.
             "FLOWER_MAX_TASKS": os.environ.get("FLOWER_MAX_TASKS", "10000"),
             "FLOWER_PERSISTENT": "False",
         }

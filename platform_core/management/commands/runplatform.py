@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.launcher import redacted, require_celery_on
 from platform_core.metrics import DEFAULT_METRICS_PORT
-from platform_core.queues import LONG_RUNNING, SITES, WORKER_COMMANDS
+from platform_core.queues import DEFAULT_LONG_RUNNING_SITE, LONG_RUNNING, SITES, WORKER_COMMANDS
 
 DEV_CONCURRENCY = 1
 # Task events Flower keeps in memory in development (deployed: 10000, runflower):
@@ -26,7 +26,7 @@ DEV_FLOWER_MAX_TASKS = 1000
 STOP_GRACE_SECONDS = 60
 
 # The worker that runs beat in development.
-BEAT_HOST = SITES[0]
+BEAT_HOST = DEFAULT_LONG_RUNNING_SITE
 
 
 def _redis_reachable(url: str) -> bool:

@@ -1,13 +1,21 @@
 from django.core.management.base import CommandError
 
-from platform_core.queues import QUEUES
+from platform_core.queues import QUEUES, WORKER_COMMANDS
 from platform_core.worker_command import WorkerCommand
 
 
 class Command(WorkerCommand):
-    """`runworker <queue>`: the form systemd's template unit uses (celery-worker@<queue>)."""
+    """`runworker <queue>`: the form systemd's template unit uses (celery-worker@<queue>).
+    `run<site>worker` and `run_long_running_worker` are the same command (platform_core.cli)."""
 
     queue = "<queue>"
+
+    @property
+    def help(self):
+        aliases = ", ".join(
+            f"{command} = runworker {queue}" for queue, command in WORKER_COMMANDS.items()
+        )
+        return f"Start the Celery worker of one queue. Also: {aliases}."
 
     def add_arguments(self, parser):
         parser.add_argument("queue_name", metavar="queue", help=f"one of: {', '.join(QUEUES)}")

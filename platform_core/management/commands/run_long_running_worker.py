@@ -1,5 +1,0 @@
-from platform_core.worker_command import WorkerCommand
-
-
-class Command(WorkerCommand):
-    queue = "long_running"
