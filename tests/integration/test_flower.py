@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from platform_core.queues import QUEUES
 from tests.integration.http import get, status
 from tests.integration.processes import wait_for
 
@@ -21,18 +22,17 @@ def test_flower_lists_all_five_workers_with_credentials(flower):
             return {name.split("@")[0] for name in json.load(response)}
 
     seen = wait_for(
-        lambda: (n := names()) >= {"cert", "green_door", "pqs", "api", "long_running"} and n,
+        lambda: (n := names()) >= set(QUEUES) and n,
         30,
         "Flower to see five workers",
     )
-    assert seen == {"cert", "green_door", "pqs", "api", "long_running"}
+    assert seen == set(QUEUES)
 
 
 def test_flower_sees_the_tasks_of_every_queue(flower, client_app):
     port = flower.port
     sent = {
-        queue: client_app.send_task(f"celery_tasks.{queue}.probe.whoami").id
-        for queue in ("cert", "green_door", "pqs", "api", "long_running")
+        queue: client_app.send_task(f"celery_tasks.{queue}.probe.whoami").id for queue in QUEUES
     }
 
     def states():

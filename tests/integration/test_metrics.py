@@ -12,6 +12,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from platform_core.queues import QUEUES
 from tests.integration.http import status, text
 from tests.integration.processes import free_port, manage, wait_for
 
@@ -103,7 +104,7 @@ def test_depth_oldest_age_and_in_flight_match(flower, client_app, paused_cert_wo
 
 def test_every_queue_and_lease_is_reported(flower, client_app):
     samples = scrape(flower)
-    for queue in ("cert", "green_door", "pqs", "api", "long_running"):
+    for queue in QUEUES:
         assert value(samples, "platform_queue_consumers", queue=queue) >= 1, queue
         assert value(samples, "platform_queue_messages_delayed", queue=queue) is not None
     leases = [
@@ -142,7 +143,7 @@ def test_manage_queues_prints_every_queue_and_worker(workers, platform_env):
     )
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
-    for queue in ("cert", "green_door", "pqs", "api", "long_running"):
+    for queue in QUEUES:
         assert queue in rows, result.stdout
         assert rows[queue][6] == "1", rows[queue]  # its worker, with a live lease
     assert result.stdout.count("lease alive") >= 5
