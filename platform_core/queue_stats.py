@@ -167,7 +167,7 @@ def _read_held(client, stats, workers, sources) -> int:
         for worker, joined in sources.items()
         if worker in by_id
         for source in joined.split("\n")
-        if source
+        if source and queue_of(source) in stats  # the queues this snapshot is about
     ]
     for worker in workers:
         queues = {queue_of(source) for source in sources.get(worker.worker, "").split("\n")}

@@ -90,7 +90,7 @@ def test_depth_oldest_age_and_in_flight_match(flower, client_app, paused_cert_wo
         and dict(labels)["worker"].split(":")[1] == str(pid)
     ]
     assert mine == [len(held)]
-    assert value(samples, "platform_queue_consumers", queue="cert") == 1
+    assert value(samples, "platform_queue_consumers", queue="cert") >= 1  # + any other test's
     assert value(samples, "platform_redis_up") == 1
     assert value(samples, "platform_metrics_redis_round_trips") <= 10
 

@@ -133,7 +133,9 @@ def test_a_snapshot_costs_a_few_round_trips_whatever_the_queues_hold(redis_url, 
     CountingConnection.sends = 0
     snapshot = read_snapshot(counting, QUEUES)
     assert snapshot.queues["stats_a"].depth == 5000
-    # The reads, and the first sighting of the head written back (no lease: no held lists).
+    # The reads, and the first sighting of the head written back; no worker takes from
+    # these queues, so there are no held lists to read (the session's workers hold leases
+    # on the platform's queues: their lists are not this snapshot's business).
     assert CountingConnection.sends == snapshot.round_trips == 2
     CountingConnection.sends = 0
     snapshot = read_snapshot(counting)  # the platform's five queues and its workers
