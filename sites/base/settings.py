@@ -124,8 +124,12 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Hard time limits (s): runaway tasks are killed after this (a task on a live worker is
 # never handed to another, however long it runs). A site task longer than this
 # belongs on long_running.
-PLATFORM_SITE_TASK_TIME_LIMIT = env_int("PLATFORM_SITE_TASK_TIME_LIMIT", 300)
-PLATFORM_LONG_TASK_TIME_LIMIT = env_int("PLATFORM_LONG_TASK_TIME_LIMIT", 2 * 60 * 60)
+PLATFORM_SITE_TASK_TIME_LIMIT = env_int(
+    "PLATFORM_SITE_TASK_TIME_LIMIT", queues.Limits.site_time_limit
+)
+PLATFORM_LONG_TASK_TIME_LIMIT = env_int(
+    "PLATFORM_LONG_TASK_TIME_LIMIT", queues.Limits.long_time_limit
+)
 # Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
 # works; platform_core.delays). Beyond it, apply_async raises DelayTooLong.
 PLATFORM_MAX_DELAY_SECONDS = env_int("PLATFORM_MAX_DELAY_SECONDS", delays.DEFAULT_MAX_DELAY_SECONDS)
