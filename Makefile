@@ -33,6 +33,7 @@ pytest:
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 	cd ansible && $(ANSIBLE_ENV) yamllint .
 	cd ansible && $(ANSIBLE_ENV) ansible-lint --offline
 	for unit in systemd/*.service; do systemd-analyze verify "$$unit" || exit 1; done

@@ -3,7 +3,7 @@
 
 import sys
 
-from platform_core.cli import run_manage
+from platform_core.processes.cli import run_manage
 
 if __name__ == "__main__":
     run_manage(sys.argv)

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from platform_core.queues import QUEUES, WORKER_COMMANDS
-from tests.integration.processes import RedisServer, free_port
+from harness.processes import RedisServer, free_port
+from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -378,7 +378,7 @@ def started_pids(log_path):
 
 
 def beat_pid(log_path):
-    """The active beat's PID: platform_core.beat logs "beat HOST:PID is now the active beat"."""
+    """The active beat's PID, from its log line "beat HOST:PID is now the active beat"."""
     found = re.findall(r"beat \S+:(\d+) is now the active beat", log_path.read_text())
     return int(found[-1]) if found else None
 

@@ -6,4 +6,4 @@ class PlatformCoreConfig(AppConfig):
     verbose_name = "Worker platform"
 
     def ready(self):
-        from platform_core import checks  # noqa: F401  (registers the system checks)
+        from platform_core.tasks import checks  # noqa: F401  (registers the system checks)

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tests.integration.processes import free_port
+from harness.processes import free_port
 
 VAR_DIR = Path(tempfile.mkdtemp(prefix="platform-tests-"))
 

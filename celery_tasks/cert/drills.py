@@ -1,6 +1,6 @@
-"""Fault drills on the cert queue (see platform_core.drills)."""
+"""Fault drills on the cert queue (see platform_core.tasks.drills)."""
 
-from platform_core.drills import count_noop, kill_own_process, record_execution, record_pickup
+from platform_core.tasks.drills import count_noop, kill_own_process, record_execution, record_pickup
 from sites.cert.celery_app import cert_app
 
 

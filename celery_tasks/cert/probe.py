@@ -1,6 +1,6 @@
 """Which worker, host and settings ran this: used by tests and by deploy checks."""
 
-from platform_core.probe import describe_worker
+from platform_core.tasks.probe import describe_worker
 from sites.cert.celery_app import cert_app
 
 

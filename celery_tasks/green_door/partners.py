@@ -19,7 +19,7 @@ class PartnerUnavailable(Exception):
 @green_door_app.task(
     autoretry_for=(PartnerUnavailable,),
     retry_backoff=2,  # 2, 4, 8, 16 … seconds
-    retry_backoff_max=3600,  # delays wait in Redis (platform_core.delays): any length
+    retry_backoff_max=3600,  # delays wait in Redis (platform_core.broker.delays): any length
     retry_jitter=True,  # spread retries of many tasks over the interval
     max_retries=5,
 )

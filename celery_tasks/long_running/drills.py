@@ -1,6 +1,6 @@
-"""Fault drills on the long_running queue (see platform_core.drills)."""
+"""Fault drills on the long_running queue (see platform_core.tasks.drills)."""
 
-from platform_core.drills import record_execution
+from platform_core.tasks.drills import record_execution
 from sites.long_running.celery_app import long_running_app
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from platform_core.locks import exclusive
+from platform_core.tasks.locks import exclusive
 from records.models import Submission
 from sites.pqs.celery_app import pqs_app
 

@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.api.settings")
 
-from platform_core.celery_factory import create_app
+from platform_core.tasks.celery_factory import create_app
 
 api_app = create_app("api")

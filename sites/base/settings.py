@@ -9,8 +9,9 @@ from pathlib import Path
 
 import dj_database_url
 
-from platform_core import delays, leases, queues
-from platform_core.env import env_bool, env_int, env_list, env_required
+from platform_core.broker import delays, leases
+from platform_core.config import queues
+from platform_core.config.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("PLATFORM_VAR_DIR", BASE_DIR / "var"))
@@ -131,9 +132,9 @@ PLATFORM_LONG_TASK_TIME_LIMIT = env_int(
     "PLATFORM_LONG_TASK_TIME_LIMIT", queues.Limits.long_time_limit
 )
 # Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
-# works; platform_core.delays). Beyond it, apply_async raises DelayTooLong.
+# works; platform_core.broker.delays). Beyond it, apply_async raises DelayTooLong.
 PLATFORM_MAX_DELAY_SECONDS = env_int("PLATFORM_MAX_DELAY_SECONDS", delays.DEFAULT_MAX_DELAY_SECONDS)
-# Worker leases (platform_core.leases): a worker that stops renewing its lease for this
+# Worker leases (platform_core.broker.leases): a worker that stops renewing its lease for this
 # long is taken for dead, and its messages go back to their queues at the next sweep
 # (every PLATFORM_LEASE_SWEEP_SECONDS): the recovery bound is the sum of the two.
 PLATFORM_LEASE_SECONDS = env_int("PLATFORM_LEASE_SECONDS", leases.DEFAULT_LEASE_SECONDS)
@@ -154,7 +155,7 @@ PLATFORM_TASK_EVENTS_OFF = env_list("PLATFORM_TASK_EVENTS_OFF")
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
 # Per-queue values (queue, time limits, prefetch) are set by
-# platform_core.celery_factory from platform_core.queues, not here.
+# platform_core.tasks.celery_factory from platform_core.config.queues, not here.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
@@ -225,11 +226,11 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 10_000
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = 400_000  # KiB
 # One-line rejection of malformed, unknown and non-JSON messages.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-consumer
-CELERY_WORKER_CONSUMER = "platform_core.consumer:PlatformConsumer"
+CELERY_WORKER_CONSUMER = "platform_core.tasks.consumer:PlatformConsumer"
 # Periodic jobs live in the database (django-celery-beat); the platform's scheduler
 # adds a Redis leader lock so a second beat stays on standby instead of doubling.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-scheduler
-CELERY_BEAT_SCHEDULER = "platform_core.beat:SingleBeatScheduler"
+CELERY_BEAT_SCHEDULER = "platform_core.tasks.beat:SingleBeatScheduler"
 # Write last_run_at to the database after every task sent, so a standby beat that
 # takes over does not send a tick the failed leader already sent.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-sync-every
@@ -238,7 +239,7 @@ CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
 
 # Fail at start-up, naming the variable, rather than deep inside a worker.
-from platform_core.queues import validate_queues, validate_site  # noqa: E402
+from platform_core.config.queues import validate_queues, validate_site  # noqa: E402
 
 validate_site(LONG_RUNNING_SITE, "LONG_RUNNING_SITE")
 validate_queues(PLATFORM_TASK_EVENTS_OFF, "PLATFORM_TASK_EVENTS_OFF")

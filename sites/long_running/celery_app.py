@@ -2,11 +2,11 @@
 
 import os
 
-from platform_core.queues import long_running_site, validate_site
+from platform_core.config.queues import long_running_site, validate_site
 
 _site = validate_site(long_running_site(), "LONG_RUNNING_SITE")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{_site}.settings")
 
-from platform_core.celery_factory import create_app  # noqa: E402
+from platform_core.tasks.celery_factory import create_app  # noqa: E402
 
 long_running_app = create_app("long_running")

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from platform_core.checks import platform_apps
-from platform_core.queues import WORKER_COMMANDS
-from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
+from harness.processes import Process, RedisServer, free_port, manage, wait_for
+from platform_core.config.queues import WORKER_COMMANDS
+from platform_core.tasks.checks import platform_apps
 
 
 def pytest_collection_modifyitems(items):

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
+from harness.processes import Process, manage, wait_for
 from records.models import ApiKey
-from tests.integration.processes import Process, manage, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

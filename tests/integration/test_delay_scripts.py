@@ -1,4 +1,4 @@
-"""The delayed-set scripts (platform_core.redis_scripts), run on the test's real
+"""The delayed-set scripts (platform_core.broker.scripts), run on the test's real
 redis-server: a parked message waits in its queue's delayed set scored by Redis' clock;
 a due one is moved to the front of its queue exactly once, however many promoters run;
 a plain kombu producer's publish with a far ETA is parked by the platform's transport."""
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from platform_core import transport
-from platform_core.delays import HORIZON_SECONDS, Promoter
-from platform_core.redis_scripts import PARK, PROMOTE, delayed_key
+from platform_core.broker import transport
+from platform_core.broker.delays import HORIZON_SECONDS, Promoter
+from platform_core.broker.scripts import PARK, PROMOTE, delayed_key
 
 QUEUE = "delay_test"
 OTHER = "delay_test_other"

@@ -1,4 +1,4 @@
-"""Delays of any length (platform_core.delays) through the platform's own producer:
+"""Delays of any length (platform_core.broker.delays) through the platform's own producer:
 an hour's countdown, tomorrow's ETA and a retry an hour later wait in the queue's
 delayed set with their due times; a delay beyond the sanity limit is refused, naming
 the limit, and nothing is sent."""
@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from platform_core.delays import DelayTooLong
-from platform_core.redis_scripts import delayed_key
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
+from platform_core.broker.delays import DelayTooLong
+from platform_core.broker.scripts import delayed_key
 
 HOUR_MS = 3_600_000
 

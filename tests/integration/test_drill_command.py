@@ -8,7 +8,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
 
 
 def _drill(*args) -> str:

@@ -9,8 +9,8 @@ import pytest
 import redis
 from django.db import transaction
 
+from harness.processes import wait_for
 from records.models import ApiKey, Certificate, Partner, Report, Submission
-from tests.integration.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from platform_core.queues import QUEUES
+from harness.processes import wait_for
+from platform_core.config.queues import QUEUES
 from tests.integration.http import get, status
-from tests.integration.processes import wait_for
 
 
 def test_flower_refuses_without_credentials(flower):

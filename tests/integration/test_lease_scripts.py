@@ -1,4 +1,4 @@
-"""The lease scripts (platform_core.redis_scripts), run on the test's real redis-server:
+"""The lease scripts (platform_core.broker.scripts), run on the test's real redis-server:
 a fetched message is recorded under its worker in the same step as the pop; an ack
 removes exactly it; a live lease is never swept, an expired one exactly once, its
 messages back at the front of their queues, oldest first, marked redelivered."""
@@ -11,9 +11,9 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from platform_core import redis_scripts
-from platform_core.leases import Lease
-from platform_core.redis_scripts import FETCH, RENEW, SWEEP, held_key
+from platform_core.broker import scripts as redis_scripts
+from platform_core.broker.leases import Lease
+from platform_core.broker.scripts import FETCH, RENEW, SWEEP, held_key
 
 QUEUES = ("script_test", "script_test_low")
 # The scripts take their lease keys as arguments: the test uses its own, because the

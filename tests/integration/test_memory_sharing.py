@@ -1,4 +1,4 @@
-"""A prefork pool child keeps sharing its parent's pages (platform_core.forking).
+"""A prefork pool child keeps sharing its parent's pages (platform_core.tasks.forking).
 
 Not timed, and not a benchmark (make bench measures the fleet): a guard that the
 child's *private* memory stays a small fraction of what the parent holds, after the
@@ -8,8 +8,8 @@ private of the parent's 82 MB RSS (0.48); with it, 10-15 MB (0.12-0.18).
 
 import pytest
 
-from platform_core.queues import WORKER_COMMANDS
-from tests.integration.processes import Process, manage, wait_for
+from harness.processes import Process, manage, wait_for
+from platform_core.config.queues import WORKER_COMMANDS
 
 # Private memory of any pool child, as a fraction of its parent's RSS.
 MAX_PRIVATE_FRACTION = 0.3

@@ -12,9 +12,9 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from platform_core.queues import QUEUES
+from harness.processes import free_port, manage, wait_for
+from platform_core.config.queues import QUEUES
 from tests.integration.http import status, text
-from tests.integration.processes import free_port, manage, wait_for
 
 RECORD = "celery_tasks.cert.drills.record"
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from platform_core.queues import QUEUES
+from platform_core.config.queues import QUEUES
 
 CLIENT = textwrap.dedent(
     """

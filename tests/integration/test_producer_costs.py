@@ -1,7 +1,7 @@
 """The producer's two savings over stock Celery keep results and publishing correct."""
 
 from celery_tasks.cert import probe
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
 
 
 def test_enqueue_does_not_subscribe_and_get_still_reads_the_result(workers, client_app):

@@ -8,8 +8,8 @@ import time
 import pytest
 import redis
 
-from platform_core.queue_stats import OTHER, read_snapshot
-from platform_core.redis_scripts import (
+from platform_core.broker.rejections import REJECTED_KEY
+from platform_core.broker.scripts import (
     BEAT_LEADER,
     BEAT_TICK,
     FIRST_SEEN,
@@ -17,9 +17,9 @@ from platform_core.redis_scripts import (
     STAMP_TIME,
     delayed_key,
 )
-from platform_core.rejections import REJECTED_KEY
-from platform_core.sent_stamp import SENT_HEADER
-from platform_core.transport import priority_keys
+from platform_core.broker.sent_stamp import SENT_HEADER
+from platform_core.broker.transport import priority_keys
+from platform_core.observe.queue_stats import OTHER, read_snapshot
 
 QUEUES = ("stats_a", "stats_b")
 

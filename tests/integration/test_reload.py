@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.integration.processes import ROOT, Process, manage, wait_for
+from harness.processes import ROOT, Process, manage, wait_for
 
 MODULE = ROOT / "celery_tasks" / "cert" / "reload_probe_for_tests.py"
 SOURCE = textwrap.dedent(

@@ -5,11 +5,11 @@ import signal
 
 import redis
 
-from platform_core.queues import QUEUES
-from tests.integration.processes import Process, free_port, manage, wait_for
+from harness.processes import Process, free_port, manage, wait_for
+from platform_core.config.queues import QUEUES
 from tests.integration.test_memory_sharing import smaps_kib
 
-# make run forks every process from one preloaded parent (platform_core.devfleet): a
+# make run forks every process from one preloaded parent (platform_core.processes.devfleet): a
 # worker's main process holds ~17 MB of its ~76 MB privately (22 %); started on its own
 # it holds all of it.
 MAX_PRIVATE_FRACTION_OF_A_WORKER = 0.5

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.processes import ROOT, wait_for
+from harness.processes import ROOT, wait_for
 
 CODE = ("manage.py", "platform_core", "sites", "celery_tasks", "records")
 

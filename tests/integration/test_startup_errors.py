@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.processes import free_port, manage
+from harness.processes import free_port, manage
 
 
 def run(command, **env_overrides):

@@ -4,7 +4,7 @@ import os
 import subprocess
 import textwrap
 
-from tests.integration.processes import free_port, manage
+from harness.processes import free_port, manage
 
 SCRIPT = textwrap.dedent(
     """

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from celery import Celery
 
-from platform_core.queues import WORKER_COMMANDS
-from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
+from harness.processes import Process, RedisServer, free_port, manage, wait_for
+from platform_core.config.queues import WORKER_COMMANDS
 
 SHORT_LIMITS_ENV = {"PLATFORM_SITE_TASK_TIME_LIMIT": "5", "PLATFORM_LONG_TASK_TIME_LIMIT": "120"}
 
@@ -86,7 +86,7 @@ def platform_client(broker):
     """A producer on the platform's transport (it parks far delays in Redis as it sends)."""
     app = Celery("fault-tests-platform", broker=broker.url, backend=broker.url)
     app.conf.broker_connection_retry_on_startup = True
-    app.conf.broker_transport = "platform_core.transport:Transport"
+    app.conf.broker_transport = "platform_core.broker.transport:Transport"
     yield app
     app.close()
 

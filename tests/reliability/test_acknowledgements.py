@@ -1,4 +1,4 @@
-"""Acknowledgements that wait for the end of an event-loop turn (platform_core.transport)
+"""Acknowledgements that wait for the end of an event-loop turn (platform_core.broker.transport)
 are never lost: a task that finished is never delivered again, whether the worker keeps
 running or stops. A leftover entry in a worker's held list would be handed to another
 worker when that worker's lease expires, and that task would run twice."""
@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
 from tests.reliability.conftest import drill_executions, new_token, send
 
 

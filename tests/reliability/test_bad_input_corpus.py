@@ -6,9 +6,9 @@ import pickle
 
 import pytest
 
-from platform_core.queues import QUEUES
+from harness.processes import wait_for
+from platform_core.config.queues import QUEUES
 from tests.integration import raw_messages
-from tests.integration.processes import wait_for
 
 GOOD_PER_QUEUE = 10
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.processes import Process, manage, wait_for
+from harness.processes import Process, manage, wait_for
 from tests.reliability.conftest import drill_executions, new_token
 
 LOCK_TTL = 6  # PLATFORM_BEAT_LOCK_TTL for the test; production default 30

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from tests.integration.processes import ROOT, free_port
+from harness.processes import ROOT, free_port
 
 SCRIPT = textwrap.dedent(
     """
@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import django
     django.setup()
     from celery_tasks.cert.probe import whoami
-    from platform_core.celery_factory import BrokerUnavailable
+    from platform_core.tasks.celery_factory import BrokerUnavailable
 
     started = time.monotonic()
     try:

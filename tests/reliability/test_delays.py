@@ -1,4 +1,4 @@
-"""Delays held in Redis (platform_core.delays), on real workers and a real Redis with
+"""Delays held in Redis (platform_core.broker.delays), on real workers and a real Redis with
 AOF: a far ETA from a plain Celery client is parked by the worker and runs once when
 due; 1000 tasks with countdowns spread over two minutes run exactly once, none early,
 on time, through a worker restart and two Redis restarts (clean and kill -9)."""
@@ -6,9 +6,9 @@ on time, through a worker restart and two Redis restarts (clean and kill -9)."""
 import random
 import time
 
-from platform_core.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
-from platform_core.redis_scripts import delayed_key
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
+from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
+from platform_core.broker.scripts import delayed_key
 from tests.reliability.conftest import drill_executions, drill_started_at, new_token, send
 
 # Tasks (and their writes) must outlast a Redis restart: a 30 s hard limit here.

@@ -21,11 +21,11 @@ from celery import Celery
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from platform_core.checks import platform_apps
-from platform_core.queues import QUEUES, WORKER_COMMANDS
-from platform_core.rejections import REJECTED_KEY
+from harness.processes import Process, RedisServer, free_port, manage, wait_for
+from platform_core.broker.rejections import REJECTED_KEY
+from platform_core.config.queues import QUEUES, WORKER_COMMANDS
+from platform_core.tasks.checks import platform_apps
 from tests.fuzz.envelopes import Item, good_envelope, mutated_items
-from tests.integration.processes import Process, RedisServer, free_port, manage, wait_for
 from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
 
 RUNNING_TASK_QUEUES = ("cert", "long_running")  # the queues with a drills.record task

@@ -1,4 +1,4 @@
-"""Leases, not clocks (platform_core.leases): a task on a live worker is never handed
+"""Leases, not clocks (platform_core.broker.leases): a task on a live worker is never handed
 to another, however long it runs; a worker that stops renewing (paused, cut off) is
 taken for dead, its messages run elsewhere, and it says so when it comes back."""
 
@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
 from tests.reliability.conftest import drill_executions, new_token, send
 
 # Short leases, so the tests see many lease periods and quick sweeps.
@@ -67,7 +67,7 @@ def test_messages_an_earlier_version_left_in_the_unacked_index_run_once(
     """The upgrade path: a delivery recorded by the previous version (kombu's unacked
     index, its worker gone) goes back to its queue once the window that version used
     has passed; one still inside it (its old worker may be running it) stays put."""
-    from platform_core.queues import LEGACY_INDEXES
+    from platform_core.config.queues import LEGACY_INDEXES
     from tests.fuzz.envelopes import good_envelope
 
     token = new_token()

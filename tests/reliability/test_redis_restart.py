@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from platform_core.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
+from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
 from tests.reliability.conftest import drill_executions, new_token, send
 
 QUEUED, DELAYED = 30, 5

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from tests.integration.processes import wait_for
+from harness.processes import wait_for
 from tests.reliability.conftest import (
     drill_executions,
     drill_started_at,

@@ -1,4 +1,4 @@
-"""The dev fleet's parent preloads only what reads no settings (platform_core.devfleet)."""
+"""The dev fleet's parent preloads only what reads no settings (processes.devfleet)."""
 
 import subprocess
 import sys
@@ -13,7 +13,7 @@ def test_preloading_configures_no_settings_and_imports_no_site():
         """
         import os, sys
         os.environ.pop("DJANGO_SETTINGS_MODULE", None)
-        from platform_core import devfleet
+        from platform_core.processes import devfleet
         devfleet.preload()
         from django.apps import apps
         from django.conf import settings

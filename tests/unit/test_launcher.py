@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from platform_core import launcher
+from platform_core.processes import launcher
 
 
 class Execed(Exception):

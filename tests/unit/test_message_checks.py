@@ -1,4 +1,4 @@
-"""The checks against the code they protect: whatever platform_core.message_checks
+"""The checks against the code they protect: whatever platform_core.broker.message_checks
 accepts, kombu's message and Celery's request read without raising — every other
 item is refused with a BadMessage that names its field. Runs in-process on the same
 hypothesis strategies the real-worker fuzz suite uses, so it tries many more items."""
@@ -16,14 +16,14 @@ from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.serialization import prepare_accept_content
 from kombu.utils.json import dumps
 
-from platform_core.checks import platform_apps
-from platform_core.message_checks import (
+from platform_core.broker.message_checks import (
     BadMessage,
     check_envelope,
     check_task_body,
     check_task_headers,
 )
-from platform_core.transport import Message, _parse_envelope
+from platform_core.broker.transport import Message, _parse_envelope
+from platform_core.tasks.checks import platform_apps
 from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
 
 TASK = "celery_tasks.cert.probe.whoami"

@@ -9,8 +9,8 @@ import jinja2
 import yaml
 from prometheus_client import REGISTRY
 
-from platform_core import metrics
-from platform_core.queue_stats import BeatStats, QueueStats, Snapshot, WorkerStats
+from platform_core.observe import metrics
+from platform_core.observe.queue_stats import BeatStats, QueueStats, Snapshot, WorkerStats
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana-dashboard.json"

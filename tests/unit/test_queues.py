@@ -2,10 +2,10 @@
 
 import pytest
 
-from platform_core.celery_factory import queue_settings
-from platform_core.delays import DEFAULT_MAX_DELAY_SECONDS, DelayTooLong, check_delay
-from platform_core.queues import QUEUES, Limits, policy_for, queue_for_task_name
-from platform_core.routing import route_by_task_name
+from platform_core.broker.delays import DEFAULT_MAX_DELAY_SECONDS, DelayTooLong, check_delay
+from platform_core.config.queues import QUEUES, Limits, policy_for, queue_for_task_name
+from platform_core.config.routing import route_by_task_name
+from platform_core.tasks.celery_factory import queue_settings
 
 
 def test_only_runaway_tasks_are_limited_and_long_running_has_the_longer_limit():
@@ -82,7 +82,7 @@ def test_task_events_are_on_for_every_queue_unless_switched_off(settings):
 def test_an_unknown_queue_in_task_events_off_is_named():
     from django.core.exceptions import ImproperlyConfigured
 
-    from platform_core.queues import validate_queues
+    from platform_core.config.queues import validate_queues
 
     with pytest.raises(ImproperlyConfigured, match="'kitchen', not a queue"):
         validate_queues(["api", "kitchen"], "PLATFORM_TASK_EVENTS_OFF")

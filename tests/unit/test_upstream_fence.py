@@ -16,20 +16,20 @@ VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0"}
 
 def test_the_versions_are_the_verified_ones():
     assert {"kombu": kombu.__version__, "celery": celery.__version__} == VERIFIED, (
-        "re-verify platform_core/transport.py, redis_scripts.py, delays.py, consumer.py "
+        "re-verify platform_core/broker/transport.py, redis_scripts.py, delays.py, consumer.py "
         "and message_checks.py against the new versions, then update VERIFIED"
     )
 
 
 def test_kombu_still_counts_key_errors_as_connection_errors():
-    # Why platform_core.transport guards every delivery: a KeyError from an item's
+    # Why platform_core.broker.transport guards every delivery: a KeyError from an item's
     # content would otherwise make the worker reconnect.
     connection_errors, _ = kombu_redis.get_redis_error_classes()
     assert KeyError in connection_errors
 
 
 def test_the_transport_internals_are_where_the_platform_uses_them():
-    # platform_core.transport: the fetch script and BLMOVE replace _brpop_start and
+    # platform_core.broker.transport: the fetch script and BLMOVE replace _brpop_start and
     # _brpop_read; deliveries are held per worker (leases), so QoS.append/ack/reject/
     # restore_unacked are replaced and rely on virtual.QoS's _delivered and _dirty.
     assert kombu_redis.Transport.brpop_timeout == 1  # the idle BLMOVE waits as long
@@ -50,7 +50,7 @@ def test_the_transport_internals_are_where_the_platform_uses_them():
 
 
 def test_the_publish_path_the_delayed_set_takes_over():
-    # platform_core.transport.Channel._put parks a far ETA instead of kombu's LPUSH; it
+    # platform_core.broker.transport.Channel._put parks a far ETA instead of kombu's LPUSH; it
     # relies on _put's arguments, its publish-batch keyword and the priority helper.
     put = inspect.signature(kombu_redis.Channel._put).parameters
     assert list(put) == ["self", "queue", "message", "kwargs"]
@@ -64,7 +64,7 @@ def test_the_publish_path_the_delayed_set_takes_over():
 
 
 def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
-    # platform_core.consumer wraps these; Celery calls them by these names.
+    # platform_core.tasks.consumer wraps these; Celery calls them by these names.
     for name in (
         "create_task_handler",
         "on_decode_error",
@@ -78,16 +78,16 @@ def test_the_consumer_hooks_are_the_ones_the_platform_overrides():
 def test_flower_is_the_version_its_metrics_fence_was_verified_with():
     import flower
 
-    from platform_core.flower_fence import VERIFIED_FLOWER
+    from platform_core.observe.flower_fence import VERIFIED_FLOWER
 
     assert flower.__version__ == VERIFIED_FLOWER, (
-        "re-verify platform_core/flower_fence.py (Flower's /metrics route and its "
+        "re-verify platform_core/observe/flower_fence.py (Flower's /metrics route and its "
         "basic-auth check) against the new Flower, then update VERIFIED_FLOWER"
     )
 
 
 def test_the_queue_keys_are_kombus_priority_lists():
-    # platform_core.transport.priority_keys names each priority step's list as kombu's
+    # platform_core.broker.transport.priority_keys names each priority step's list as kombu's
     # Channel._q_for_pri does; the queue metrics read those lists.
     source = inspect.getsource(kombu_redis.Channel._q_for_pri)
     assert "self.sep" in source

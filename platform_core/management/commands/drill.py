@@ -14,10 +14,10 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.checks import platform_apps
-from platform_core.drills import executions, starts
-from platform_core.queues import QUEUES
-from platform_core.redis_scripts import BEAT_LEADER
+from platform_core.broker.scripts import BEAT_LEADER
+from platform_core.config.queues import QUEUES
+from platform_core.tasks.checks import platform_apps
+from platform_core.tasks.drills import executions, starts
 
 SENT_KEY = "platform:drill:{token}:sent"
 

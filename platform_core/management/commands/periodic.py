@@ -7,7 +7,7 @@ from celery import Task
 from django.core.management.base import BaseCommand, CommandError
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from platform_core.queues import queue_for_task_name
+from platform_core.config.queues import queue_for_task_name
 
 
 def _known_task(name: str) -> str:

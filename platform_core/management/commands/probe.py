@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.checks import platform_apps
-from platform_core.queues import QUEUES
+from platform_core.config.queues import QUEUES
+from platform_core.tasks.checks import platform_apps
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.launcher import redacted
-from platform_core.queue_stats import POISON_REASON, Snapshot, read_snapshot
+from platform_core.config.env import redacted
+from platform_core.observe.queue_stats import POISON_REASON, Snapshot, read_snapshot
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 

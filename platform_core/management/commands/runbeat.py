@@ -1,7 +1,12 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
+from platform_core.processes.launcher import (
+    celery_argv,
+    require_celery_on,
+    run_celery,
+    wait_for_broker,
+)
 
 
 class Command(BaseCommand):

@@ -6,9 +6,14 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core import flower_fence, metrics
-from platform_core.env import read_secret
-from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
+from platform_core.config.env import read_secret
+from platform_core.observe import flower_fence, metrics
+from platform_core.processes.launcher import (
+    celery_argv,
+    require_celery_on,
+    run_celery,
+    wait_for_broker,
+)
 
 logger = logging.getLogger(__name__)
 

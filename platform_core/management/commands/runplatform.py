@@ -13,9 +13,15 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.launcher import redacted, require_celery_on
-from platform_core.metrics import DEFAULT_METRICS_PORT
-from platform_core.queues import DEFAULT_LONG_RUNNING_SITE, LONG_RUNNING, SITES, WORKER_COMMANDS
+from platform_core.config.env import redacted
+from platform_core.config.queues import (
+    DEFAULT_LONG_RUNNING_SITE,
+    LONG_RUNNING,
+    SITES,
+    WORKER_COMMANDS,
+)
+from platform_core.observe.metrics import DEFAULT_METRICS_PORT
+from platform_core.processes.launcher import require_celery_on
 
 DEV_CONCURRENCY = 1
 # Task events Flower keeps in memory in development (deployed: 10000, runflower):
@@ -88,12 +94,12 @@ class Command(BaseCommand):
         with os.fdopen(fd, "w") as handle:  # mode 0600: the environment may hold secrets
             json.dump(spec, handle)
         sys.stdout.flush()
-        argv = [sys.executable, "-m", "platform_core.devfleet", spec_path]
+        argv = [sys.executable, "-m", "platform_core.processes.devfleet", spec_path]
         os.execve(sys.executable, argv, {**env, "PYTHONPATH": str(settings.BASE_DIR)})  # noqa: S606 - becomes the fleet: Ctrl-C reaches it
 
     def _processes(self, options) -> list[dict]:
         """Redis (if none runs) as a shell command; the rest as management commands,
-        forked from the dev fleet's preloaded parent (platform_core.devfleet)."""
+        forked from the dev fleet's preloaded parent (platform_core.processes.devfleet)."""
         processes = []
         redis_cmd = self._redis_command(Path(settings.VAR_DIR))
         if redis_cmd:

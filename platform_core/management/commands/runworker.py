@@ -1,12 +1,13 @@
 from django.core.management.base import CommandError
 
-from platform_core.queues import QUEUES, WORKER_COMMANDS
-from platform_core.worker_command import WorkerCommand
+from platform_core.config.queues import QUEUES, WORKER_COMMANDS
+from platform_core.processes.worker_command import WorkerCommand
 
 
 class Command(WorkerCommand):
     """`runworker <queue>`: the form systemd's template unit uses (celery-worker@<queue>).
-    `run<site>worker` and `run_long_running_worker` are the same command (platform_core.cli)."""
+    `run<site>worker` and `run_long_running_worker` are this command too
+    (platform_core.processes.cli)."""
 
     queue = "<queue>"
 

@@ -1,6 +1,6 @@
 """When a message was published, stamped into its headers by the platform's producers.
 
-The queue metrics (platform_core.queue_stats) read it from the oldest waiting message
+The queue metrics (platform_core.observe.queue_stats) read it from the oldest waiting message
 to tell how long that message has waited. Plain Celery clients do not stamp: for their
 messages the metrics count from when they first saw the message at the queue's head.
 """

@@ -15,7 +15,7 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import LockError
 
-from platform_core.redis_scripts import BEAT_LEADER, BEAT_TICK, STAMP_TIME
+from platform_core.broker.scripts import BEAT_LEADER, BEAT_TICK, STAMP_TIME
 
 logger = logging.getLogger(__name__)
 

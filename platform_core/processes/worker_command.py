@@ -3,8 +3,13 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from platform_core.launcher import celery_argv, require_celery_on, run_celery, wait_for_broker
-from platform_core.queues import worker_settings_module
+from platform_core.config.queues import worker_settings_module
+from platform_core.processes.launcher import (
+    celery_argv,
+    require_celery_on,
+    run_celery,
+    wait_for_broker,
+)
 
 
 class WorkerCommand(BaseCommand):

@@ -5,7 +5,7 @@ A consuming channel takes a lease in Redis (``platform:leases``, expiry on Redis
 clock) and renews it from a thread of its own, every third of the lease: a task that
 keeps a pool process (or, with the solo pool, the main thread) busy does not stop the
 renewal. Every message the channel takes is recorded under its worker id by the fetch
-script (platform_core.redis_scripts.FETCH). The same thread sweeps: any expired lease's
+script (platform_core.broker.scripts.FETCH). The same thread sweeps: any expired lease's
 messages are moved back to the front of their queues, marked redelivered, by one
 atomic script — many sweepers, each dead worker swept once.
 
@@ -23,7 +23,7 @@ import uuid
 
 import redis
 
-from platform_core.redis_scripts import (
+from platform_core.broker.scripts import (
     LEASE_RENEWED,
     LEASE_SOURCES,
     LEASES,

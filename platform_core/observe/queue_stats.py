@@ -8,7 +8,7 @@ needed, records a message without a send stamp seen at a queue's head for the fi
 time.
 
 Ages and lease times are taken on Redis' clock (TIME, in the same round trip), except
-a message's send stamp, which is the producer's clock (platform_core.sent_stamp).
+a message's send stamp, which is the producer's clock (platform_core.broker.sent_stamp).
 """
 
 import hashlib
@@ -18,9 +18,9 @@ import redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from platform_core.delays import eta_of
-from platform_core.queues import QUEUES
-from platform_core.redis_scripts import (
+from platform_core.broker.delays import eta_of
+from platform_core.broker.rejections import REJECTED_KEY
+from platform_core.broker.scripts import (
     BEAT_LEADER,
     BEAT_TICK,
     FIRST_SEEN,
@@ -31,9 +31,9 @@ from platform_core.redis_scripts import (
     delayed_key,
     held_key,
 )
-from platform_core.rejections import REJECTED_KEY
-from platform_core.sent_stamp import sent_ms
-from platform_core.transport import Channel, priority_keys
+from platform_core.broker.sent_stamp import sent_ms
+from platform_core.broker.transport import Channel, priority_keys
+from platform_core.config.queues import QUEUES
 
 POISON_REASON = "too-many-attempts"  # task_base: given up after PLATFORM_MAX_ATTEMPTS
 OTHER = "other"  # counters recorded under a name that is not one of the platform's queues

@@ -20,7 +20,7 @@ import redis
 from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from platform_core.queue_stats import POISON_REASON, Snapshot, read_snapshot
+from platform_core.observe.queue_stats import POISON_REASON, Snapshot, read_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ DEFAULT_METRICS_PORT = 5556  # beside Flower's 5555
 
 
 class PlatformCollector:
-    """Reads Redis on each scrape (at most three round trips, platform_core.queue_stats)."""
+    """Reads Redis on each scrape (at most three round trips, platform_core.observe.queue_stats)."""
 
     def __init__(self, client: redis.Redis):
         self.client = client

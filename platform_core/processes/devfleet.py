@@ -15,7 +15,7 @@ signals — only without paying for the imports again.
 :class:`Supervisor` starts them, prefixes their output with their names (honcho's
 printer) and stops them all on Ctrl-C or when one ends.
 
-    python -m platform_core.devfleet SPEC.json   (written by ``manage.py runplatform``)
+    python -m platform_core.processes.devfleet SPEC.json   (written by ``manage.py runplatform``)
 """
 
 import contextlib
@@ -62,7 +62,7 @@ def preload() -> None:
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
     # Keep the preloaded objects out of every child's garbage collections, which would
-    # otherwise write to (and so copy) each of their pages (see platform_core.forking).
+    # otherwise write to (and so copy) each of their pages (see platform_core.tasks.forking).
     gc.collect()
     gc.freeze()
 
@@ -89,7 +89,7 @@ def _become_command(args: list[str], env: dict[str, str], output: int) -> None:
         os.environ.clear()
         os.environ.update(env)
         sys.argv = ["manage.py", *args]
-        from platform_core.cli import run_manage
+        from platform_core.processes.cli import run_manage
 
         run_manage(sys.argv)
         code = 0

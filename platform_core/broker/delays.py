@@ -22,7 +22,7 @@ from time import time
 
 import redis
 
-from platform_core.redis_scripts import PROMOTE, delayed_key
+from platform_core.broker.scripts import PROMOTE, delayed_key
 
 logger = logging.getLogger(__name__)
 

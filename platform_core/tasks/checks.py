@@ -4,8 +4,8 @@ import importlib
 
 from django.core.checks import Error, register
 
-from platform_core.discovery import all_task_modules
-from platform_core.queues import QUEUES, queue_for_task_name
+from platform_core.config.discovery import all_task_modules
+from platform_core.config.queues import QUEUES, queue_for_task_name
 
 
 def platform_apps() -> dict:

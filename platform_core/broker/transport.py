@@ -8,7 +8,7 @@ Stock kombu also builds a new redis-py client object for every publish (~60 µs 
 pure Python: the client copies its whole response-callback table); here a channel
 keeps one per connection pool.
 
-Deliveries are recorded per worker under a lease (platform_core.leases), not in
+Deliveries are recorded per worker under a lease (platform_core.broker.leases), not in
 kombu's time-windowed unacked index: a message goes back to its queue when its worker
 dies, never while it lives. In a worker's event loop, stock kombu spends three round
 trips per message: BRPOP, then ZADD+HSET to record the delivery, then ZREM+HDEL to
@@ -22,7 +22,7 @@ one pipeline at the end of the turn, before the loop sleeps.
 A message due later than delays.HORIZON_SECONDS is parked in its queue's delayed set
 instead of being pushed onto the queue (by the platform's producers) or held in memory
 (by a worker given one by a plain Celery client); each consuming channel runs a
-promoter that moves due messages to the front of its queues (platform_core.delays).
+promoter that moves due messages to the front of its queues (platform_core.broker.delays).
 
 kombu's own unacked index is still swept with its old window, so messages a previous
 version left there go back to their queues once (the upgrade path).
@@ -40,20 +40,20 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from platform_core.delays import Promoter, delay_of, should_park
-from platform_core.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
-from platform_core.message_checks import BadMessage, check_envelope
-from platform_core.redis_scripts import (
+from platform_core.broker.delays import Promoter, delay_of, should_park
+from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
+from platform_core.broker.message_checks import BadMessage, check_envelope
+from platform_core.broker.rejections import report_rejection
+from platform_core.broker.scripts import (
     FETCH,
     LEASES,
     PARK,
     delayed_key,
     held_key,
 )
-from platform_core.rejections import report_rejection
-from platform_core.sent_stamp import stamp
+from platform_core.broker.sent_stamp import stamp
 
-transport_logger = logging.getLogger("platform_core.transport")
+transport_logger = logging.getLogger("platform_core.broker.transport")
 
 # Errors that mean the broker, not the item, failed: they go on to kombu's and Celery's
 # connection handling. Anything else raised while one popped item is handled came from
@@ -480,4 +480,4 @@ class Transport(kombu_redis.Transport):
 
 def install() -> None:
     """Make redis:// URLs use this transport in this process (kombu's alias registry)."""
-    TRANSPORT_ALIASES["redis"] = "platform_core.transport:Transport"
+    TRANSPORT_ALIASES["redis"] = "platform_core.broker.transport:Transport"

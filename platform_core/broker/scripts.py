@@ -4,7 +4,7 @@ The ``#!lua`` line makes these "flagged" scripts (Redis >= 7): Redis refuses the
 whole script when it is out of memory, before it pops anything, instead of failing
 half-way after an item has already left its queue.
 
-Deliveries are recorded per worker, not per time window (platform_core.leases): a
+Deliveries are recorded per worker, not per time window (platform_core.broker.leases): a
 worker holds a lease (``platform:leases``, ZSET worker id -> expiry in ms of Redis'
 clock) and every message it takes is moved, in the same step as the pop, into its own
 list ``platform:held:<worker id>:<queue key>``. Acknowledging removes it from there.
@@ -173,7 +173,7 @@ return left
 """
 
 
-# Delays (platform_core.delays): a message due later than the horizon waits in its
+# Delays (platform_core.broker.delays): a message due later than the horizon waits in its
 # queue's delayed set, scored by its due time on Redis' clock; the producer sends the
 # delay, not the time, so the hosts' clocks decide nothing but the delay's length.
 

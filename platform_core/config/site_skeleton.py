@@ -2,14 +2,14 @@
 
 Nothing else names a site: queues, worker commands (run<name>worker), Ansible's
 default queue list, Molecule's checks and the tests all derive from the folders
-sites/<name>/ and celery_tasks/<name>/ (platform_core.queues.SITES).
+sites/<name>/ and celery_tasks/<name>/ (platform_core.config.queues.SITES).
 """
 
 import keyword
 import re
 from pathlib import Path
 
-from platform_core.queues import LONG_RUNNING, QUEUES, worker_command
+from platform_core.config.queues import LONG_RUNNING, QUEUES, worker_command
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,19}$")  # generated lines stay within 100 characters
 
@@ -31,7 +31,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sites.{name}.settings")
 
-from platform_core.celery_factory import create_app
+from platform_core.tasks.celery_factory import create_app
 
 {name}_app = create_app("{name}")
 ''',
@@ -58,7 +58,7 @@ application = get_wsgi_application()
     "celery_tasks/{name}/probe.py": '''\
 """Which worker, host and settings ran this: used by tests and by deploy checks."""
 
-from platform_core.probe import describe_worker
+from platform_core.tasks.probe import describe_worker
 from sites.{name}.celery_app import {name}_app
 
 

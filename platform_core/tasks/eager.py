@@ -4,7 +4,7 @@ import importlib
 
 from celery.exceptions import NotRegistered
 
-from platform_core.queues import queue_for_task_name
+from platform_core.config.queues import queue_for_task_name
 
 
 def apply_by_name(name: str, args=None, kwargs=None, task_id=None):

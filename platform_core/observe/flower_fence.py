@@ -34,6 +34,6 @@ def require_credentials_for_metrics() -> None:
             urls.handlers[index] = (r"/metrics", AuthenticatedMetrics)
             return
     raise RuntimeError(
-        "Flower's /metrics route is not where platform_core/flower_fence.py expects it "
+        "Flower's /metrics route is not where platform_core/observe/flower_fence.py expects it "
         f"(verified with Flower {VERIFIED_FLOWER}); re-verify it for this Flower version"
     )

@@ -3,7 +3,7 @@
 Celery's own handlers log several lines with a body dump and a traceback for each
 bad message; an operator wants to know what was wrong, where, and that nothing else
 was affected. Before Celery's handler reads a task message, its headers and body are
-checked (platform_core.message_checks): Celery reads them with plain lookups, and an
+checked (platform_core.broker.message_checks): Celery reads them with plain lookups, and an
 exception out of its handler would reach the connection's error handling.
 """
 
@@ -16,9 +16,9 @@ from celery.worker.consumer import Consumer
 from django.conf import settings
 from kombu.exceptions import ContentDisallowed
 
-from platform_core.message_checks import BadMessage, check_task_body, check_task_headers
-from platform_core.rejections import report_rejection
-from platform_core.transport import BROKER_ERRORS
+from platform_core.broker.message_checks import BadMessage, check_task_body, check_task_headers
+from platform_core.broker.rejections import report_rejection
+from platform_core.broker.transport import BROKER_ERRORS
 
 logger = logging.getLogger("platform_core.rejected")
 

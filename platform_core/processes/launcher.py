@@ -5,23 +5,14 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from platform_core.config.env import redacted
+
 WATCHED_PACKAGES = ("sites", "celery_tasks", "platform_core", "records")
-
-
-def redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
 
 
 def require_celery_on() -> None:

@@ -9,12 +9,13 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from platform_core import forking, results, transport
-from platform_core.delays import check_delay
-from platform_core.discovery import task_modules
-from platform_core.eager import apply_by_name
-from platform_core.launcher import redacted
-from platform_core.routing import policy, route_by_task_name
+from platform_core.broker import transport
+from platform_core.broker.delays import check_delay
+from platform_core.config.discovery import task_modules
+from platform_core.config.env import redacted
+from platform_core.config.routing import policy, route_by_task_name
+from platform_core.tasks import forking, results
+from platform_core.tasks.eager import apply_by_name
 
 
 class BrokerUnavailable(ConnectionError):
@@ -82,7 +83,7 @@ def create_app(queue: str) -> PlatformCelery:
     forking.install()
     app = PlatformCelery(
         queue,
-        task_cls="platform_core.task_base:PlatformTask",
+        task_cls="platform_core.tasks.task_base:PlatformTask",
         include=task_modules(queue),
     )
     app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -5,8 +5,8 @@ import logging
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
-from platform_core.attempts import count_redelivery
-from platform_core.rejections import count_rejection, report_rejection
+from platform_core.broker.rejections import count_rejection, report_rejection
+from platform_core.tasks.attempts import count_redelivery
 
 logger = logging.getLogger(__name__)
 

@@ -18,5 +18,5 @@ class LazyRedisBackend(RedisBackend):
 
 def install() -> None:
     """Make redis:// and rediss:// result URLs use the lazy backend in this process."""
-    backends.BACKEND_ALIASES["redis"] = "platform_core.results:LazyRedisBackend"
-    backends.BACKEND_ALIASES["rediss"] = "platform_core.results:LazyRedisBackend"
+    backends.BACKEND_ALIASES["redis"] = "platform_core.tasks.results:LazyRedisBackend"
+    backends.BACKEND_ALIASES["rediss"] = "platform_core.tasks.results:LazyRedisBackend"

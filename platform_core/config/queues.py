@@ -3,16 +3,15 @@
 One queue per site plus ``long_running``. All share one Redis database (so Flower,
 ``inspect`` and cross-site ``send_task`` see everything).
 
-Deliveries are recorded per worker under a lease (platform_core.leases) and delays
-wait in Redis (platform_core.delays): a task on a live worker is never handed to
+Deliveries are recorded per worker under a lease (platform_core.broker.leases) and delays
+wait in Redis (platform_core.broker.delays): a task on a live worker is never handed to
 another, whatever its length or delay. The hard time limit only stops runaway tasks.
 """
 
+import importlib.util
 import os
 import pkgutil
 from dataclasses import dataclass
-
-import sites as _sites_package
 
 LONG_RUNNING = "long_running"
 # Packages under sites/ that are not sites: the shared settings, the long-running app.
@@ -22,10 +21,12 @@ _NOT_SITES = {"base", LONG_RUNNING}
 def _site_folders() -> tuple[str, ...]:
     """Every site is a folder sites/<name>/ (`manage.py startsite NAME` makes one);
     removing a site is deleting its folders. Works from the Shiv archive too."""
+    # Found, not imported: the sites import this layer, never the other way round.
+    folders = importlib.util.find_spec("sites").submodule_search_locations
     return tuple(
         sorted(
             module.name
-            for module in pkgutil.iter_modules(_sites_package.__path__)
+            for module in pkgutil.iter_modules(folders)
             if module.ispkg and module.name not in _NOT_SITES
         )
     )

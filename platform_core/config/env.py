@@ -1,6 +1,7 @@
 """Reading settings from the environment with errors that name the variable to set."""
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -55,3 +56,14 @@ def read_secret(name: str) -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
     return ""
+
+
+def redacted(url: str) -> str:
+    """A URL fit for a log line or an error: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)

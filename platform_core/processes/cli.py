@@ -8,7 +8,7 @@ platform.pyz watchfiles <args …>          (used by --reload)
 import os
 import sys
 
-from platform_core.queues import (
+from platform_core.config.queues import (
     DEFAULT_LONG_RUNNING_SITE,
     LONG_RUNNING,
     QUEUES,

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from platform_core.queues import Limits, QueuePolicy, policy_for, queue_for_task_name
+from platform_core.config.queues import Limits, QueuePolicy, policy_for, queue_for_task_name
 
 
 def route_by_task_name(name, args, kwargs, options, task=None, **kw):
