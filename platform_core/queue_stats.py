@@ -35,7 +35,6 @@ from platform_core.rejections import REJECTED_KEY
 from platform_core.sent_stamp import sent_ms
 from platform_core.transport import Channel, priority_keys
 
-POISON_REASON = "too-many-attempts"  # task_base: given up after PLATFORM_MAX_ATTEMPTS
 OTHER = "other"  # counters recorded under a name that is not one of the platform's queues
 
 

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.launcher import redacted
-from platform_core.queue_stats import POISON_REASON, Snapshot, read_snapshot
+from platform_core.queue_stats import Snapshot, read_snapshot
+from platform_core.rejections import POISON_REASON
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
