@@ -15,6 +15,8 @@ from django.conf import settings
 logger = logging.getLogger("platform_core.rejected")
 
 REJECTED_KEY = "platform:rejected"
+# The reason under which a task given up after PLATFORM_MAX_ATTEMPTS is counted.
+POISON_REASON = "too-many-attempts"
 
 _client = None
 _client_pid = None

@@ -20,7 +20,8 @@ import redis
 from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from platform_core.observe.queue_stats import POISON_REASON, Snapshot, read_snapshot
+from platform_core.broker.rejections import POISON_REASON
+from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ from platform_core.broker.sent_stamp import sent_ms
 from platform_core.broker.transport import Channel, priority_keys
 from platform_core.config.queues import QUEUES
 
-POISON_REASON = "too-many-attempts"  # task_base: given up after PLATFORM_MAX_ATTEMPTS
 OTHER = "other"  # counters recorded under a name that is not one of the platform's queues
 
 

@@ -5,7 +5,7 @@ import logging
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
-from platform_core.broker.rejections import count_rejection, report_rejection
+from platform_core.broker.rejections import POISON_REASON, count_rejection, report_rejection
 from platform_core.tasks.attempts import count_redelivery
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class PlatformTask(DjangoTask):
             )
             # The worker's own queue, not the message's routing key: the sender
             # chooses that, and the metrics label their series by it.
-            count_rejection(self.app.conf.task_default_queue, "too-many-attempts")
+            count_rejection(self.app.conf.task_default_queue, POISON_REASON)
             raise TooManyAttempts(f"gave up after {attempts - 1} deliveries that never completed")
 
     @property

@@ -6,8 +6,9 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from platform_core.broker.rejections import POISON_REASON
 from platform_core.config.env import redacted
-from platform_core.observe.queue_stats import POISON_REASON, Snapshot, read_snapshot
+from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
