@@ -39,6 +39,11 @@ QUEUES = (*SITES, LONG_RUNNING)
 DEFAULT_LONG_RUNNING_SITE = "cert"
 
 
+def app_path(site: str) -> str:
+    """Where a site's Celery app lives, as `celery -A` takes it."""
+    return f"sites.{site}.celery_app:{site}_app"
+
+
 def worker_command(queue: str) -> str:
     """The management command that starts ``queue``'s worker: run<site>worker."""
     if queue == LONG_RUNNING:
@@ -62,6 +67,11 @@ LEGACY_INDEXES = {"site": ("unacked", 420), LONG_RUNNING: ("unacked_long_running
 LEGACY_SWEEP_SECONDS = 10
 
 
+# What a warm shutdown may take beyond the hard time limit: killing the runaway child,
+# acknowledging, closing the connection.
+STOP_GRACE_SECONDS = 30
+
+
 @dataclass(frozen=True)
 class QueuePolicy:
     queue: str
@@ -71,6 +81,12 @@ class QueuePolicy:
     @property
     def soft_time_limit(self) -> int:
         return max(1, int(self.hard_time_limit * 0.9))
+
+    @property
+    def stop_timeout(self) -> int:
+        """How long a stop may wait for running tasks (systemd TimeoutStopSec): past the
+        hard limit, so a warm shutdown never kills a task the limit would have let run."""
+        return self.hard_time_limit + STOP_GRACE_SECONDS
 
     def transport_options(self) -> dict:
         index, window = LEGACY_INDEXES[LONG_RUNNING if self.queue == LONG_RUNNING else "site"]

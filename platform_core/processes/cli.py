@@ -1,7 +1,7 @@
 """One entry point for the single-file app (Shiv) and for manage.py.
 
 platform.pyz manage <django command …>   e.g. `manage migrate`, `manage runworker cert`
-platform.pyz celery <celery args …>
+platform.pyz celery <celery args …>      without -A: the long-running site's app
 platform.pyz watchfiles <args …>          (used by --reload)
 """
 
@@ -14,6 +14,7 @@ from platform_core.config.queues import (
     QUEUES,
     SITES,
     WORKER_COMMANDS,
+    app_path,
     long_running_site,
     worker_settings_module,
 )
@@ -38,6 +39,17 @@ def settings_for(argv: list[str]) -> str:
     return f"sites.{DEFAULT_LONG_RUNNING_SITE}.settings"
 
 
+def with_default_app(args: list[str]) -> list[str]:
+    """`celery inspect …` needs an app; any site's reaches the whole broker. Use the
+    long-running site's (the one that always runs), so no wrapper names a site."""
+    if any(arg in ("-A", "--app") or arg.startswith("--app=") for arg in args):
+        return args
+    site = long_running_site()
+    site = site if site in SITES else DEFAULT_LONG_RUNNING_SITE
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{site}.settings")
+    return ["-A", app_path(site), *args]
+
+
 def run_manage(argv: list[str]) -> None:
     argv = with_worker_alias_expanded(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_for(argv))
@@ -60,7 +72,7 @@ def main() -> None:
     elif command == "celery":
         from celery.__main__ import main as celery_main
 
-        sys.argv = ["celery", *args]
+        sys.argv = ["celery", *with_default_app(args)]
         celery_main()
     elif command == "watchfiles":
         from watchfiles.cli import cli
