@@ -77,12 +77,10 @@ TEMPLATES = [
 ]
 
 # One database for all sites: records and django-celery-beat's schedule live here.
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=60,
-    )
-}
+# The tests' database file (workers are other processes: not :memory:).
+TEST_DATABASE = os.environ.get("DJANGO_TEST_DATABASE", str(VAR_DIR / "test-db.sqlite3"))
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several worker processes write at once: wait for the lock, take it up front.
     DATABASES["default"]["OPTIONS"] = {
@@ -92,8 +90,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {
-        # Workers are other processes: the test database must be a file, not :memory:.
-        "NAME": os.environ.get("DJANGO_TEST_DATABASE", str(VAR_DIR / "test-db.sqlite3")),
+        "NAME": TEST_DATABASE,
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -108,12 +105,13 @@ GREEN_DOOR_PARTNER_URL = os.environ.get("GREEN_DOOR_PARTNER_URL", "http://127.0.
 # Which site's settings the long-running worker runs under.
 LONG_RUNNING_SITE = queues.long_running_site()
 
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # --- Celery -----------------------------------------------------------------------

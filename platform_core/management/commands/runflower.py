@@ -18,22 +18,32 @@ from platform_core.processes.launcher import (
 logger = logging.getLogger(__name__)
 
 CREDENTIALS = re.compile(r"^[^:,\s]+:[^,\s]{8,}$")
+# Where Flower listens unless FLOWER_ADDRESS / FLOWER_PORT say otherwise; the metrics
+# port listens on the same address by default (PLATFORM_METRICS_ADDRESS).
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_FLOWER_PORT = 5555
+# Task events Flower holds in memory (FLOWER_MAX_TASKS): unbounded, they grow until
+# Flower is killed.
+DEFAULT_MAX_TASKS = 10000
 
 
 class Command(BaseCommand):
     help = (
-        "Start Flower on 127.0.0.1:5555 with basic auth, and the platform's metrics on "
-        "127.0.0.1:5556/metrics (PLATFORM_METRICS_AUTH). Credentials come from "
+        f"Start Flower on {DEFAULT_ADDRESS}:{DEFAULT_FLOWER_PORT} with basic auth, and the "
+        f"platform's metrics on {DEFAULT_ADDRESS}:{metrics.DEFAULT_METRICS_PORT}/metrics "
+        "(PLATFORM_METRICS_AUTH). Credentials come from "
         "FLOWER_BASIC_AUTH / PLATFORM_METRICS_AUTH or the files named by *_FILE, never "
         "from argv."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--address", default=os.environ.get("FLOWER_ADDRESS", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("FLOWER_PORT", "5555")))
+        parser.add_argument("--address", default=os.environ.get("FLOWER_ADDRESS", DEFAULT_ADDRESS))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("FLOWER_PORT", DEFAULT_FLOWER_PORT))
+        )
         parser.add_argument("--broker-wait", type=float, default=0)
         parser.add_argument(
-            "--metrics-address", default=os.environ.get("PLATFORM_METRICS_ADDRESS", "127.0.0.1")
+            "--metrics-address", default=os.environ.get("PLATFORM_METRICS_ADDRESS", DEFAULT_ADDRESS)
         )
         parser.add_argument(
             "--metrics-port",
@@ -66,8 +76,7 @@ class Command(BaseCommand):
         extra_env = {
             # Flower reads FLOWER_* variables; the secret never appears in `ps`.
             "FLOWER_BASIC_AUTH": credentials,
-            # Task events are held in memory: unbounded, they grow until Flower is killed.
-            "FLOWER_MAX_TASKS": os.environ.get("FLOWER_MAX_TASKS", "10000"),
+            "FLOWER_MAX_TASKS": os.environ.get("FLOWER_MAX_TASKS", str(DEFAULT_MAX_TASKS)),
             "FLOWER_PERSISTENT": "False",
         }
         os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)

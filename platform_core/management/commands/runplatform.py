@@ -20,11 +20,12 @@ from platform_core.config.queues import (
     SITES,
     WORKER_COMMANDS,
 )
+from platform_core.management.commands.runflower import DEFAULT_FLOWER_PORT
 from platform_core.observe.metrics import DEFAULT_METRICS_PORT
 from platform_core.processes.launcher import require_celery_on
 
 DEV_CONCURRENCY = 1
-# Task events Flower keeps in memory in development (deployed: 10000, runflower):
+# Task events Flower keeps in memory in development (deployed: runflower's default):
 # after 5000 tasks per queue Flower held 102 MB PSS with 10000, measured.
 DEV_FLOWER_MAX_TASKS = 1000
 
@@ -58,7 +59,7 @@ class Command(BaseCommand):
             "queue is enough on a developer's machine, and each process costs ~10 MB)",
         )
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
-        parser.add_argument("--flower-port", type=int, default=5555)
+        parser.add_argument("--flower-port", type=int, default=DEFAULT_FLOWER_PORT)
 
     def handle(self, *args, **options):
         try:
