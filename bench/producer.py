@@ -22,7 +22,7 @@ def senders(system):
         import django
 
         django.setup()
-        from celery_tasks.cert.drills import noop, pickup
+        from bench.systems.platform_tasks import noop, pickup
 
         return noop.delay, pickup.delay
     if system == "celery":

@@ -27,6 +27,8 @@ PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
 LOAD = int(os.environ.get("BENCH_LOAD", "5000"))  # tasks per queue before "after load" memory
 SYSTEMS = ("platform", "celery", "dramatiq", "huey")
+# The platform's no-op and pickup tasks: only the cert workers started here load them.
+PLATFORM_TASKS = "bench.systems.platform_tasks"
 MIN_FLOODED_SAMPLES = 100  # fewer pickups while flooded: no isolation figure (raise BENCH_FLOOD)
 
 
@@ -151,7 +153,9 @@ def producer(system, mode, n, env):
 def worker_argv(system, queue="cert", name=None):
     name = name or queue
     if system == "platform":
-        return [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
+        argv = [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
+        # Everything after runworker's `--` goes to `celery worker`.
+        return [*argv, "--", "--include", PLATFORM_TASKS] if queue == "cert" else argv
     if system == "celery":
         # The single-worker runs use stock defaults: the default queue ("celery").
         queues = ["-Q", queue] if name != "single" else []

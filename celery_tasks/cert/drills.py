@@ -1,6 +1,6 @@
 """Fault drills on the cert queue (see platform_core.tasks.drills)."""
 
-from platform_core.tasks.drills import count_noop, kill_own_process, record_execution, record_pickup
+from platform_core.tasks.drills import kill_own_process, record_execution
 from sites.cert.celery_app import cert_app
 
 
@@ -21,15 +21,3 @@ def retry_once(self, token: str, countdown: float) -> int:
 def kill_worker() -> None:
     """Kills the pool process running it, every time: a poison message."""
     kill_own_process()
-
-
-@cert_app.task
-def noop() -> None:
-    """A task that does nothing but count itself (benchmarks, see bench/)."""
-    count_noop()
-
-
-@cert_app.task
-def pickup(sent_at: float) -> None:
-    """Records how long the task waited to be picked up (benchmarks)."""
-    record_pickup(sent_at)

@@ -99,22 +99,3 @@ def executions(token: str) -> dict[str, int]:
 def kill_own_process() -> None:
     """What the OOM killer does to a pool process mid-task."""
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-_shared_client = None
-
-
-def _process_client() -> redis.Redis:
-    """One connection per worker process: what a benchmark's no-op may cost, no more."""
-    global _shared_client
-    if _shared_client is None:
-        _shared_client = _client()
-    return _shared_client
-
-
-def count_noop() -> None:
-    _process_client().incr("bench:count")
-
-
-def record_pickup(sent_at: float) -> None:
-    _process_client().rpush("bench:pickup", time.time() - sent_at)
