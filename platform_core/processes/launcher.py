@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from platform_core.config.env import redacted
+from platform_core.config.queues import app_path
 
 WATCHED_PACKAGES = ("sites", "celery_tasks", "platform_core", "records")
 
@@ -57,7 +58,7 @@ def tool_argv(tool: str) -> list[str]:
 
 
 def celery_argv(queue: str, *args: str) -> list[str]:
-    return [*tool_argv("celery"), "-A", f"sites.{queue}.celery_app:{queue}_app", *args]
+    return [*tool_argv("celery"), "-A", app_path(queue), *args]
 
 
 def run_celery(argv: list[str], settings_module: str, *, reload: bool, extra_env=None):

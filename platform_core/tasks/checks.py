@@ -5,14 +5,8 @@ import importlib
 from django.core.checks import Error, register
 
 from platform_core.config.discovery import all_task_modules
-from platform_core.config.queues import QUEUES, queue_for_task_name
-
-
-def platform_apps() -> dict:
-    return {
-        queue: getattr(importlib.import_module(f"sites.{queue}.celery_app"), f"{queue}_app")
-        for queue in QUEUES
-    }
+from platform_core.config.queues import queue_for_task_name
+from platform_core.tasks.registry import platform_apps
 
 
 def _fix_for(task_name: str, module: str, app_queue: str) -> Error:

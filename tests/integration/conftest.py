@@ -8,7 +8,7 @@ import pytest
 
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.config.queues import WORKER_COMMANDS
-from platform_core.tasks.checks import platform_apps
+from platform_core.tasks.registry import platform_apps
 
 
 def pytest_collection_modifyitems(items):

@@ -54,7 +54,7 @@ def test_bad_message_is_rejected_and_the_next_good_task_runs(workers, redis_url,
         redis_url, queue, raw_messages.json_body(), "application/json", PROBE.format(queue=queue)
     )
 
-    from platform_core.tasks.checks import platform_apps
+    from platform_core.tasks.registry import platform_apps
 
     good = platform_apps()[queue].AsyncResult(good_id).get(timeout=20)
     assert good["queue"] == queue

@@ -23,7 +23,7 @@ def test_probe_runs_on_its_own_worker_under_its_settings(workers, queue):
     [("cert", "pqs"), ("pqs", "green_door"), ("api", "long_running"), ("long_running", "api")],
 )
 def test_send_task_by_name_lands_on_the_other_site(workers, sender, target):
-    from platform_core.tasks.checks import platform_apps
+    from platform_core.tasks.registry import platform_apps
 
     app = platform_apps()[sender]
     info = app.send_task(f"celery_tasks.{target}.probe.whoami").get(timeout=20)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker.rejections import REJECTED_KEY
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
-from platform_core.tasks.checks import platform_apps
+from platform_core.tasks.registry import platform_apps
 from tests.fuzz.envelopes import Item, good_envelope, mutated_items
 from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
 

@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent(
     django.setup()
     from platform_core.config.queues import QUEUES
     from platform_core.config.routing import route_by_task_name
-    from platform_core.tasks.checks import check_task_placement, platform_apps
+    from platform_core.tasks.checks import check_task_placement
+    from platform_core.tasks.registry import platform_apps
 
     def registered():
         return {

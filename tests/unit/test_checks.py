@@ -4,7 +4,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from platform_core.tasks.checks import check_task_placement, platform_apps
+from platform_core.tasks.checks import check_task_placement
+from platform_core.tasks.registry import platform_apps
 
 
 @pytest.fixture

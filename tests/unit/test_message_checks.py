@@ -23,7 +23,7 @@ from platform_core.broker.message_checks import (
     check_task_headers,
 )
 from platform_core.broker.transport import Message, _parse_envelope
-from platform_core.tasks.checks import platform_apps
+from platform_core.tasks.registry import platform_apps
 from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
 
 TASK = "celery_tasks.cert.probe.whoami"

@@ -16,8 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.broker.scripts import BEAT_LEADER
 from platform_core.config.queues import QUEUES
-from platform_core.tasks.checks import platform_apps
 from platform_core.tasks.drills import executions, starts
+from platform_core.tasks.registry import platform_apps
 
 SENT_KEY = "platform:drill:{token}:sent"
 

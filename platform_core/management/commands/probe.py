@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.config.queues import QUEUES
-from platform_core.tasks.checks import platform_apps
+from platform_core.tasks.registry import platform_apps
 
 
 class Command(BaseCommand):
