@@ -259,7 +259,7 @@ def reverify_message(installed: dict[str, str]) -> str:
     for override in stale:
         lines.append(
             f"  {override.id}: {', '.join(override.modules)} "
-            f"replaces {', '.join(override.replaces)}"
+            f"(upstream: {', '.join(override.replaces)})"
         )
     return "\n".join(lines)
 
@@ -267,7 +267,7 @@ def reverify_message(installed: dict[str, str]) -> str:
 def markdown_table() -> str:
     """The table of docs/architecture.md's "Overrides of upstream internals"."""
     rows = [
-        "| fence | verified with | replaces | ours |",
+        "| fence | verified with | upstream (replaced or relied on) | ours |",
         "|---|---|---|---|",
     ]
     for o in OVERRIDES:
