@@ -13,6 +13,9 @@ Unknown extra keys are accepted everywhere: newer Celery clients add headers.
 Two layers, two checks: the transport checks the kombu envelope
 (:func:`check_envelope`); the worker's consumer checks the Celery task message
 (:func:`check_task_headers`, :func:`check_task_body`, Celery protocol 2).
+
+fence: kombu-redis-held-format (platform_core/config/fences.py): the envelope fields are
+those kombu's virtual ``Message.__init__`` reads.
 """
 
 import codecs

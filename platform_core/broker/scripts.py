@@ -10,6 +10,9 @@ clock) and every message it takes is moved, in the same step as the pop, into it
 list ``platform:held:<worker id>:<queue key>``. Acknowledging removes it from there.
 When a lease expires, one script moves everything the worker held back to the front
 of the queues it came from and marks those deliveries as redelivered.
+
+fence: kombu-redis-held-format (platform_core/config/fences.py): the held lists keep
+kombu's Redis envelope byte for byte, and SWEEP marks it redelivered as kombu does.
 """
 
 # Key names, shared by Python and the scripts (passed in as arguments).

@@ -26,6 +26,10 @@ promoter that moves due messages to the front of its queues (platform_core.broke
 
 kombu's own unacked index is still swept with its old window, so messages a previous
 version left there go back to their queues once (the upgrade path).
+
+Every kombu internal replaced here is a record in platform_core/config/fences.py, named
+at its place below (``fence: <id>``); tests/unit/test_upstream_fence.py fails when the
+installed kombu is not the version they were verified with.
 """
 
 import logging
@@ -77,6 +81,7 @@ class Held:
     raw: bytes  # the item exactly as popped (LREM matches it byte for byte)
 
 
+# fence: kombu-redis-qos (append, ack, reject, restore_unacked; virtual.QoS's bookkeeping)
 class QoS(kombu_redis.QoS):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -165,6 +170,7 @@ class QoS(kombu_redis.QoS):
             raise
 
 
+# fence: kombu-redis-held-format (as kombu's Channel._do_restore_message marks it)
 def _marked_redelivered(raw: bytes) -> bytes:
     """The item with delivery_info.redelivered set, as kombu restores it."""
     try:
@@ -176,6 +182,7 @@ def _marked_redelivered(raw: bytes) -> bytes:
         return raw
 
 
+# fence: kombu-redis-held-format (virtual.Message reads the envelope)
 class Message(virtual.Message):
     def __init__(self, payload, channel=None, **kwargs):
         try:
@@ -185,6 +192,7 @@ class Message(virtual.Message):
             raise BadMessage("bad-envelope", "body", f"is not valid {encoding}: {exc}") from None
 
 
+# fence: kombu-redis-poller-acks
 class MultiChannelPoller(kombu_redis.MultiChannelPoller):
     def on_poll_start(self):
         super().on_poll_start()  # fetches carry the acknowledgements with them
@@ -215,6 +223,7 @@ class Channel(kombu_redis.Channel):
         self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
         super().__init__(*args, **kwargs)
 
+    # fence: kombu-redis-consume
     def basic_consume(self, queue, *args, **kwargs):
         no_ack = kwargs.get("no_ack", args[0] if args else False)
         (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
@@ -231,6 +240,7 @@ class Channel(kombu_redis.Channel):
             self._promoter.watch(sources)
         return consumer_tag
 
+    # fence: kombu-redis-publish
     def _put(self, queue, message, **kwargs):
         stamp(message)  # the queue metrics' "oldest message" age starts here
         delay = delay_of(message)
@@ -246,6 +256,7 @@ class Channel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             client.eval(*args)
 
+    # fence: kombu-redis-purge
     def _purge(self, queue):
         purged = super()._purge(queue)
         with self.conn_or_acquire() as client:
@@ -255,6 +266,7 @@ class Channel(kombu_redis.Channel):
                     pipe.zcard(key).delete(key)
                 return purged + sum(pipe.execute()[::2])
 
+    # fence: kombu-redis-fetch
     def _brpop_start(self, timeout=None):
         if monotonic() < self._script_retry_at:
             return  # Redis refused the script a moment ago
@@ -303,6 +315,7 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             raise
 
+    # fence: kombu-redis-client
     @contextmanager
     def conn_or_acquire(self, client=None):
         if client:
@@ -314,8 +327,9 @@ class Channel(kombu_redis.Channel):
         yield self._sync_client
 
     def _brpop_read(self, **options):
-        # kombu 5.7's _brpop_read, reading any of the three replies (BRPOP for no-ack
-        # consumers, BLMOVE while idle, the fetch script), envelopes parsed under a guard.
+        # fence: kombu-redis-read. kombu's _brpop_read (copied), reading any of the three
+        # replies (BRPOP for no-ack consumers, BLMOVE while idle, the fetch script),
+        # envelopes parsed under a guard.
         command = self._fetch_command
         try:
             try:
@@ -435,6 +449,7 @@ class Channel(kombu_redis.Channel):
             self._lease.release()
 
 
+# fence: kombu-priority-keys
 def priority_keys(queue: str) -> dict[int, str]:
     """The Redis list of each priority step of ``queue`` (kombu's Channel._q_for_pri)."""
     return {pri: f"{queue}{Channel.sep}{pri}" if pri else queue for pri in Channel.priority_steps}
@@ -464,6 +479,7 @@ def _context(envelope, item: bytes) -> dict:
     return {**context, "bytes": len(item)}
 
 
+# fence: kombu-redis-poller-acks (the poller, and acks deferred only inside an event loop)
 class Transport(kombu_redis.Transport):
     Channel = Channel
     # Acks wait for the end of the event-loop turn only when there is a loop to end it.
@@ -479,5 +495,8 @@ class Transport(kombu_redis.Transport):
 
 
 def install() -> None:
-    """Make redis:// URLs use this transport in this process (kombu's alias registry)."""
+    """Make redis:// URLs use this transport in this process (kombu's alias registry).
+
+    fence: kombu-transport-alias
+    """
     TRANSPORT_ALIASES["redis"] = "platform_core.broker.transport:Transport"

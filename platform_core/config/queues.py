@@ -63,6 +63,7 @@ def long_running_site() -> str:
 # long_running (kombu#337). Messages left there go back to their queues once the
 # window those versions used by default has passed (it is never reached by a worker
 # of this version, which records nothing there). Remove once no such version runs.
+# fence: kombu-legacy-unacked-index (platform_core/config/fences.py)
 LEGACY_INDEXES = {"site": ("unacked", 420), LONG_RUNNING: ("unacked_long_running", 7860)}
 LEGACY_SWEEP_SECONDS = 10
 

@@ -1,7 +1,9 @@
 """Flower's own /metrics behind Flower's credentials.
 
+fence: flower-metrics-auth (platform_core/config/fences.py, which holds the verified
+Flower version).
 Replaces: the ``/metrics`` route of ``flower.urls.handlers`` (handler
-``flower.views.monitor.Metrics``), verified against Flower 2.2.0.
+``flower.views.monitor.Metrics``).
 Why: Flower checks basic auth only in handlers marked ``tornado.web.authenticated``
 and its Metrics handler is not, so ``/metrics`` answers 200 without credentials while
 every page beside it answers 401. Flower has no option for it.
@@ -10,7 +12,7 @@ application (Flower reads the list when it starts). tests/unit/test_upstream_fen
 fails when the installed Flower is not the verified one.
 """
 
-VERIFIED_FLOWER = "2.2.0"
+from platform_core.config.fences import VERIFIED
 
 
 def require_credentials_for_metrics() -> None:
@@ -35,5 +37,6 @@ def require_credentials_for_metrics() -> None:
             return
     raise RuntimeError(
         "Flower's /metrics route is not where platform_core/observe/flower_fence.py expects it "
-        f"(verified with Flower {VERIFIED_FLOWER}); re-verify it for this Flower version"
+        f"(fence flower-metrics-auth, verified with Flower {VERIFIED['flower']}); re-verify "
+        "it for this Flower version"
     )

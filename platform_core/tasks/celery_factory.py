@@ -79,13 +79,13 @@ def queue_settings(queue: str) -> dict:
 
 def create_app(queue: str) -> PlatformCelery:
     transport.install()
-    results.install()
     forking.install()
     app = PlatformCelery(
         queue,
         task_cls="platform_core.tasks.task_base:PlatformTask",
         include=task_modules(queue),
     )
+    results.install(app)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(queue_settings(queue))
     return app

@@ -5,6 +5,15 @@ bad message; an operator wants to know what was wrong, where, and that nothing e
 was affected. Before Celery's handler reads a task message, its headers and body are
 checked (platform_core.broker.message_checks): Celery reads them with plain lookups, and an
 exception out of its handler would reach the connection's error handling.
+
+fence: celery-consumer-bad-messages, celery-consumer-events (platform_core/config/fences.py).
+Celery's signals fire as its own handlers send them (celery.worker.consumer.Consumer,
+5.7): ``task_rejected(message, exc)`` once the message is rejected — for an unknown
+message (exc None) and an invalid task (ContentDisallowed, InvalidTaskError), and here
+also for every message the platform's checks drop; ``task_unknown(message, exc, name,
+id)`` for an unknown task name, after its result is marked failed (no
+``task_rejected`` for it, as upstream). tests/unit/test_consumer_signals.py holds the
+handlers to that.
 """
 
 import logging
@@ -64,14 +73,15 @@ class PlatformConsumer(Consumer):
     def _queue(self) -> str:
         return self.app.conf.task_default_queue
 
-    def _reject(self, message, reason: str, detail: str, exc=None) -> None:
+    def _drop(self, message, reason: str, detail: str) -> None:
         report_rejection(self._queue, reason, detail, **_context(message))
-        signals.task_rejected.send(sender=self, message=message, exc=exc)
-
-    def _discard(self, message, reason: str, detail: str, exc=None) -> None:
-        self._reject(message, reason, detail, exc)
         if not message.acknowledged:
             message.reject_log_error(logger, self.connection_errors)
+
+    def _discard(self, message, reason: str, detail: str, exc=None) -> None:
+        self._drop(message, reason, detail)
+        # As Celery's on_unknown_message and on_invalid_task: after the reject.
+        signals.task_rejected.send(sender=self, message=message, exc=exc)
 
     def create_task_handler(self, *args, **kwargs):
         handle = super().create_task_handler(*args, **kwargs)
@@ -120,13 +130,11 @@ class PlatformConsumer(Consumer):
     def on_unknown_task(self, body, message, exc):
         headers = message.headers or {}
         name, task_id = headers.get("task", "?"), headers.get("id")
-        self._discard(
+        self._drop(
             message,
             "unknown-task",
             f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
-            exc,
         )
-        signals.task_unknown.send(sender=self, message=message, exc=exc, name=name, id=task_id)
         if task_id:
             # The caller waiting on the result learns why, as with stock Celery.
             request = AttributeDict(
@@ -142,3 +150,5 @@ class PlatformConsumer(Consumer):
                 self.event_dispatcher.send(
                     "task-failed", uuid=task_id, exception=f"NotRegistered({name!r})"
                 )
+        # As Celery's on_unknown_task: last, and task_unknown only.
+        signals.task_unknown.send(sender=self, message=message, exc=exc, name=name, id=task_id)

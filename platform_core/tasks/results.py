@@ -5,10 +5,16 @@ extra Redis round trip per enqueue (~150 µs), and a subscription kept for every
 web process sends even though it never reads the result. Here ``AsyncResult.get()``
 subscribes first and then reads the stored result (Celery's own order in
 ``add_pending_result`` → ``on_wait_for_pending``), so no result is missed.
+
+fence: celery-result-backend (platform_core/config/fences.py). Installed per app through
+Celery's hook, the app loader's ``override_backends`` (``celery.app.backends.by_name``
+consults it), so Celery's global ``BACKEND_ALIASES`` and any other app in the process
+(e.g. a plain Celery client) are left as they are.
 """
 
-from celery.app import backends
 from celery.backends.redis import RedisBackend
+
+LAZY_BACKEND = "platform_core.tasks.results:LazyRedisBackend"
 
 
 class LazyRedisBackend(RedisBackend):
@@ -16,7 +22,12 @@ class LazyRedisBackend(RedisBackend):
         return {}
 
 
-def install() -> None:
-    """Make redis:// and rediss:// result URLs use the lazy backend in this process."""
-    backends.BACKEND_ALIASES["redis"] = "platform_core.tasks.results:LazyRedisBackend"
-    backends.BACKEND_ALIASES["rediss"] = "platform_core.tasks.results:LazyRedisBackend"
+def install(app) -> None:
+    """Make ``app``'s redis:// and rediss:// result URLs use the lazy backend."""
+    loader = app.loader
+    # A new dict on the instance: BaseLoader.override_backends is one class-level dict.
+    loader.override_backends = {
+        **loader.override_backends,
+        "redis": LAZY_BACKEND,
+        "rediss": LAZY_BACKEND,
+    }

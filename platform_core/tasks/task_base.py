@@ -28,6 +28,7 @@ class PlatformTask(DjangoTask):
             self._refuse_if_poison()
         try:
             # Celery's signature stub for this task: binding checks arity/names only.
+            # fence: celery-task-header (platform_core/config/fences.py)
             self.__header__(*args, **kwargs)
         except TypeError as exc:
             detail = f"wrong arguments args={args!r:.200} kwargs={kwargs!r:.200}: {exc}"

@@ -1,0 +1,281 @@
+"""Every place the platform replaces or relies on a Celery, kombu or Flower internal.
+
+One record per override: what upstream thing it replaces (qualified names), why, which
+code of ours does it, and which upstream package it belongs to. The versions each
+package was verified with are stated once, in ``VERIFIED``. The overriding code names
+its record (``fence: <id>`` in its docstring or comment).
+
+tests/unit/test_upstream_fence.py fails when an installed version differs from
+``VERIFIED`` and lists exactly the records to re-verify; it also checks that each
+upstream name still exists and that each overriding module names its record.
+docs/architecture.md ("Overrides of upstream internals") holds the table
+``python -m platform_core.config.fences`` prints; a unit test keeps the two equal.
+
+To upgrade kombu, Celery or Flower: re-verify each listed record against the new
+version (its ``replaces`` names, read the new upstream code), adjust our code, then
+change the version here.
+"""
+
+import importlib.metadata
+from dataclasses import dataclass
+
+# The upstream versions every record below was verified against (stated once).
+VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0", "flower": "2.2.0"}
+
+
+@dataclass(frozen=True)
+class Override:
+    id: str
+    package: str  # a key of VERIFIED
+    replaces: tuple[str, ...]  # upstream qualified names; "name[key]" for a mapping entry
+    ours: tuple[str, ...]  # our code doing it, "module:name"
+    why: str
+
+    @property
+    def verified(self) -> str:
+        return VERIFIED[self.package]
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Our modules holding the override (each names this record)."""
+        return tuple(dict.fromkeys(name.split(":")[0] for name in self.ours))
+
+
+OVERRIDES = (
+    # kombu: platform_core/broker
+    Override(
+        "kombu-transport-alias",
+        "kombu",
+        ("kombu.transport.TRANSPORT_ALIASES['redis']",),
+        ("platform_core.broker.transport:install",),
+        "redis:// URLs of every process (workers, Flower, beat, web) use the platform's "
+        "transport below; set process-wide by the alias (Celery's broker_transport setting "
+        "would do it per app, not yet verified for every process).",
+    ),
+    Override(
+        "kombu-redis-fetch",
+        "kombu",
+        ("kombu.transport.redis.Channel._brpop_start",),
+        ("platform_core.broker.transport:Channel._brpop_start",),
+        "one FETCH script (scripts.FETCH) acknowledges the last turn's deliveries and moves "
+        "a prefetch window of messages into this worker's held lists; BLMOVE while idle. "
+        "Stock: BRPOP, then ZADD+HSET, then ZREM+HDEL per message.",
+    ),
+    Override(
+        "kombu-redis-read",
+        "kombu",
+        ("kombu.transport.redis.Channel._brpop_read",),
+        ("platform_core.broker.transport:Channel._brpop_read",),
+        "a copy of kombu's, reading the BRPOP, BLMOVE and FETCH replies and parsing each "
+        "envelope under a guard: stock kombu parses inside the event loop, where a non-JSON "
+        "item kills the worker and a KeyError counts as a lost connection.",
+    ),
+    Override(
+        "kombu-redis-qos",
+        "kombu",
+        (
+            "kombu.transport.redis.QoS.append",
+            "kombu.transport.redis.QoS.ack",
+            "kombu.transport.redis.QoS.reject",
+            "kombu.transport.redis.QoS.restore_unacked",
+            "kombu.transport.virtual.QoS._delivered",
+            "kombu.transport.virtual.QoS._dirty",
+        ),
+        ("platform_core.broker.transport:QoS",),
+        "deliveries are held per worker under a lease (broker.leases), not in kombu's "
+        "time-windowed unacked index: redelivered when the worker dies, never while it "
+        "lives. Relies on virtual.QoS's _delivered/_dirty bookkeeping.",
+    ),
+    Override(
+        "kombu-redis-consume",
+        "kombu",
+        ("kombu.transport.redis.Channel.basic_consume",),
+        ("platform_core.broker.transport:Channel.basic_consume",),
+        "takes the worker's lease and starts the delayed-set promoter for the consumed "
+        "queues; remembers no-ack queues (their deliveries are never recorded).",
+    ),
+    Override(
+        "kombu-redis-held-format",
+        "kombu",
+        (
+            "kombu.transport.redis.Channel._do_restore_message",
+            "kombu.transport.virtual.Message.__init__",
+        ),
+        (
+            "platform_core.broker.scripts:FETCH",
+            "platform_core.broker.scripts:SWEEP",
+            "platform_core.broker.transport:_marked_redelivered",
+            "platform_core.broker.transport:Message",
+            "platform_core.broker.message_checks:check_envelope",
+        ),
+        "held lists keep kombu's Redis envelope byte for byte (the ack is an LREM of it); "
+        "a sweep or restore marks it redelivered as kombu's _do_restore_message does "
+        "(headers.redelivered, properties.delivery_info.redelivered). The envelope fields "
+        "are checked before kombu's virtual Message reads them.",
+    ),
+    Override(
+        "kombu-legacy-unacked-index",
+        "kombu",
+        (
+            "kombu.transport.redis.Channel.unacked_key",
+            "kombu.transport.redis.Channel.unacked_index_key",
+            "kombu.transport.redis.Channel.unacked_restore_interval",
+            "kombu.transport.redis.QoS.restore_visible",
+        ),
+        ("platform_core.config.queues:QueuePolicy.transport_options",),
+        "the upgrade path: kombu's own restore still sweeps its unacked index (the keys "
+        "and window versions before leases used), so messages left there go back once.",
+    ),
+    Override(
+        "kombu-redis-publish",
+        "kombu",
+        ("kombu.transport.redis.Channel._put",),
+        ("platform_core.broker.transport:Channel._put",),
+        "stamps the send time (sent_stamp) and parks a message due later than the horizon "
+        "in its delayed set instead of LPUSH (also inside kombu's publish batch).",
+    ),
+    Override(
+        "kombu-redis-purge",
+        "kombu",
+        ("kombu.transport.redis.Channel._purge",),
+        ("platform_core.broker.transport:Channel._purge",),
+        "a purge also empties the queue's delayed sets.",
+    ),
+    Override(
+        "kombu-redis-client",
+        "kombu",
+        ("kombu.transport.redis.Channel.conn_or_acquire",),
+        ("platform_core.broker.transport:Channel.conn_or_acquire",),
+        "one redis-py client per connection pool instead of a new one per publish "
+        "(~60 µs each: the client copies its response-callback table).",
+    ),
+    Override(
+        "kombu-redis-poller-acks",
+        "kombu",
+        (
+            "kombu.transport.redis.MultiChannelPoller.on_poll_start",
+            "kombu.transport.redis.Transport.register_with_event_loop",
+        ),
+        (
+            "platform_core.broker.transport:MultiChannelPoller",
+            "platform_core.broker.transport:Transport",
+        ),
+        "acknowledgements of one event-loop turn go in one pipeline before the loop sleeps "
+        "(when no fetch carried them).",
+    ),
+    Override(
+        "kombu-priority-keys",
+        "kombu",
+        ("kombu.transport.redis.Channel._q_for_pri",),
+        ("platform_core.broker.transport:priority_keys",),
+        "the queue metrics and scripts name each priority step's list as kombu does.",
+    ),
+    # Celery: platform_core/tasks
+    Override(
+        "celery-result-backend",
+        "celery",
+        (
+            "celery.loaders.base.BaseLoader.override_backends",
+            "celery.backends.redis.RedisBackend.on_task_call",
+        ),
+        ("platform_core.tasks.results:install", "platform_core.tasks.results:LazyRedisBackend"),
+        "redis:// result URLs of the platform's apps use a backend that subscribes to a "
+        "result only when someone waits for it (stock: one subscription per enqueue). Set "
+        "through Celery's hook, the app loader's override_backends, per app.",
+    ),
+    Override(
+        "celery-consumer-bad-messages",
+        "celery",
+        (
+            "celery.worker.consumer.consumer.Consumer.create_task_handler",
+            "celery.worker.consumer.consumer.Consumer.on_decode_error",
+            "celery.worker.consumer.consumer.Consumer.on_unknown_message",
+            "celery.worker.consumer.consumer.Consumer.on_invalid_task",
+            "celery.worker.consumer.consumer.Consumer.on_unknown_task",
+        ),
+        ("platform_core.tasks.consumer:PlatformConsumer",),
+        "one log line per bad message, counted in platform:rejected; headers and body "
+        "checked before Celery reads them. Celery's task_rejected and task_unknown signals "
+        "fire as upstream sends them (task_rejected also for the platform's own checks).",
+    ),
+    Override(
+        "celery-consumer-events",
+        "celery",
+        (
+            "celery.worker.consumer.consumer.Consumer.on_send_event_buffered",
+            "celery.worker.consumer.consumer.Consumer._flush_events",
+            "celery.worker.consumer.consumer.Consumer.shutdown",
+        ),
+        ("platform_core.tasks.consumer:PlatformConsumer",),
+        "task events gathered for PLATFORM_EVENT_FLUSH_MS into one publish (stock: one per "
+        "loop turn), and flushed at shutdown (stock drops them).",
+    ),
+    Override(
+        "celery-task-header",
+        "celery",
+        ("celery.app.base.Celery.type_checker", "celery.app.base.Celery._task_from_fun"),
+        ("platform_core.tasks.task_base:PlatformTask.__call__",),
+        "a message's arguments are bound first to the task's __header__ (the signature stub "
+        "Celery builds with type_checker when it creates the task), so wrong arguments are "
+        "one rejection line (WrongArguments), not a traceback.",
+    ),
+    # Flower: platform_core/observe
+    Override(
+        "flower-metrics-auth",
+        "flower",
+        ("flower.urls.handlers", "flower.views.monitor.Metrics"),
+        ("platform_core.observe.flower_fence:require_credentials_for_metrics",),
+        "Flower's /metrics answers without credentials (its handler is not marked "
+        "authenticated) while every other page requires them; Flower has no option.",
+    ),
+)
+
+BY_ID = {override.id: override for override in OVERRIDES}
+
+
+def installed_versions() -> dict[str, str]:
+    return {package: importlib.metadata.version(package) for package in VERIFIED}
+
+
+def to_reverify(installed: dict[str, str]) -> list[Override]:
+    """The records whose package is installed in another version than verified."""
+    return [o for o in OVERRIDES if installed.get(o.package, o.verified) != o.verified]
+
+
+def reverify_message(installed: dict[str, str]) -> str:
+    """What to re-verify, or "" when every installed version is the verified one."""
+    stale = to_reverify(installed)
+    if not stale:
+        return ""
+    changed = ", ".join(
+        f"{package} {installed[package]} (verified {version})"
+        for package, version in VERIFIED.items()
+        if installed.get(package, version) != version
+    )
+    lines = [
+        f"Installed {changed}: re-verify these overrides of upstream internals "
+        "(platform_core/config/fences.py), then update VERIFIED there:"
+    ]
+    for override in stale:
+        lines.append(
+            f"  {override.id}: {', '.join(override.modules)} "
+            f"(upstream: {', '.join(override.replaces)})"
+        )
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The table of docs/architecture.md's "Overrides of upstream internals"."""
+    rows = [
+        "| fence | verified with | upstream (replaced or relied on) | ours |",
+        "|---|---|---|---|",
+    ]
+    for o in OVERRIDES:
+        replaces = ", ".join(f"`{name}`" for name in o.replaces)
+        ours = ", ".join(f"`{module}`" for module in o.modules)
+        rows.append(f"| `{o.id}` | {o.package} {o.verified} | {replaces} | {ours} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
