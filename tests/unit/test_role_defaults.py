@@ -18,7 +18,10 @@ def role_defaults(role: str) -> dict:
 
 def test_redis_listens_where_the_code_looks_by_default():
     redis_url = code_defaults(["REDIS_URL"])["REDIS_URL"]
-    assert role_defaults("platform_endpoints")["platform_redis_port"] == urlsplit(redis_url).port
+    assert (
+        role_defaults("platform_endpoints")["platform_endpoints_redis_port"]
+        == urlsplit(redis_url).port
+    )
 
 
 def test_no_role_restates_a_data_service_port():
@@ -26,7 +29,9 @@ def test_no_role_restates_a_data_service_port():
     for path in (ROOT / "ansible").rglob("*"):
         if path.is_file() and "platform_endpoints" not in path.parts:
             found = stated & set(re.findall(r"\b\d{4}\b", path.read_text(errors="ignore")))
-            assert not found, f"{path.relative_to(ROOT)} states port {found}; use platform_endpoints"
+            assert not found, (
+                f"{path.relative_to(ROOT)} states port {found}; use platform_endpoints"
+            )
 
 
 def test_the_vagrant_box_forwards_flowers_port():
