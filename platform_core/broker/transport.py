@@ -125,6 +125,14 @@ class QoS(kombu_redis.QoS):
         # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues.
         others = [tag for tag in self._delivered if tag not in self.held]
         mine = [tag for tag in self._delivered if tag in self.held]
+        if client is None and self.channel.connection.client is None:
+            # Closing after the broker was lost, with the connection already torn down:
+            # nothing left to reach Redis with (kombu would fail building a pool and the
+            # worker would die). Kept: this worker's lease expiry hands them back.
+            transport_logger.warning(
+                "%d delivery(ies) not handed back now: the connection is closed", len(mine)
+            )
+            return
         try:
             self.restore([self.held[tag] for tag in mine], client=client)
         except BROKER_ERRORS as exc:
