@@ -1,5 +1,6 @@
 """Starting and stopping the real processes integration tests talk to."""
 
+import json
 import os
 import signal
 import socket
@@ -60,6 +61,14 @@ class Process:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
         self._log.close()
+
+
+def json_output(argv: list[str], env: dict, timeout: float = 120) -> dict:
+    """Run ``argv`` from the project root; its last stdout line, as JSON (fails with its
+    stderr when it fails)."""
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def manage(*args: str) -> list[str]:

@@ -5,15 +5,13 @@ Each worker here has a Redis database of its own, so the session's workers (othe
 tests, database 0) neither take these tasks nor answer these pings.
 """
 
-import json
-import subprocess
 import sys
 
 import pytest
 from celery import Celery
 
 from bench.run import worker_argv
-from harness.processes import ROOT, Process, manage, wait_for
+from harness.processes import Process, json_output, manage, wait_for
 
 BENCH_TASKS = {"celery_tasks.cert.bench.noop", "celery_tasks.cert.bench.pickup"}
 
@@ -32,16 +30,7 @@ def registered(url: str, node: str) -> set[str]:
 
 
 def producer(env: dict, mode: str, n: int) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.producer", "platform", mode, str(n)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_output([sys.executable, "-m", "bench.producer", "platform", mode, str(n)], env)
 
 
 def start(name: str, argv: list[str], env: dict, log_dir) -> Process:

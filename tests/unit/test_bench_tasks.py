@@ -1,15 +1,13 @@
 """The benchmark's tasks (bench.systems.platform_tasks) are on no production worker, and
 where the benchmark loads them they route to cert and pass the placement check."""
 
-import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from harness.processes import ROOT
+from harness.processes import json_output
 
 BENCH_PREFIXES = ("bench.", "celery_tasks.cert.bench.")
 
@@ -54,16 +52,7 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def imported():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sites.cert.settings", "PYTHONPATH": "."}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_output([sys.executable, "-c", SCRIPT], env)
 
 
 def test_no_production_app_registers_a_benchmark_task(imported):
