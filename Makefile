@@ -45,11 +45,13 @@ check:
 artifact:
 	scripts/build-artifact
 
+# A failed step prints, at the end, the failing task and every platform unit's status
+# and journal on every host (scripts/molecule-scenario).
 molecule-default: artifact
-	cd ansible && $(ANSIBLE_ENV) molecule test -s default
+	$(ANSIBLE_ENV) scripts/molecule-scenario default
 
 molecule-multihost: artifact
-	cd ansible && $(ANSIBLE_ENV) molecule test -s multihost
+	$(ANSIBLE_ENV) scripts/molecule-scenario multihost
 
 # The Vagrant dev box booted for real (offline box, libvirt, qemu emulation here),
 # checked from the host and destroyed (~23 min with the box cached).
