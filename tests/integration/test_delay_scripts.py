@@ -52,8 +52,10 @@ def test_a_parked_message_is_scored_by_redis_clock(server):
 def test_only_due_messages_move_earliest_first_to_the_front(server):
     server.lpush(QUEUE, b"queued")  # a backlog: due messages go ahead of it
     park(server, QUEUE, b"late", 60_000)
-    park(server, QUEUE, b"second", -2000)  # overdue
-    park(server, QUEUE, b"first", -5000)
+    # Overdue by different amounts, scored directly: PARK clamps a negative delay to "now",
+    # so two parks would be ordered by the milliseconds between them (a flaky order).
+    now = redis_now_ms(server)
+    server.zadd(delayed_key(QUEUE), {b"second": now - 2000, b"first": now - 5000})
     moved, next_ms = promote(server, QUEUE)
     assert moved == 2
     assert 55_000 < next_ms <= 60_000
