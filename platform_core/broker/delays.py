@@ -22,7 +22,9 @@ from time import time
 
 import redis
 
-from platform_core.broker.scripts import PROMOTE, delayed_key
+from platform_core.broker import keys
+from platform_core.broker.scripts import PROMOTE
+from platform_core.errors import DelayTooLong
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +39,6 @@ PROMOTE_BATCH = 500
 # The longest delay accepted (settings.PLATFORM_MAX_DELAY_SECONDS): beyond it a
 # delay is far more likely a unit mistake (ms for s) than a plan.
 DEFAULT_MAX_DELAY_SECONDS = 30 * 24 * 60 * 60
-
-
-class DelayTooLong(ValueError):
-    """A countdown/ETA beyond the platform's sanity limit. Nothing was sent."""
 
 
 def timestamp_of(eta) -> float:
@@ -100,13 +98,12 @@ class Promoter:
         self.client = client
         self.name = name
         self.keys: list[str] = []  # (delayed set, queue list) pairs, flattened
-        self._script = client.register_script(PROMOTE)
         self._stop = threading.Event()
         self._thread = None
 
     def watch(self, queue_keys) -> None:
         watched = set(self.keys[1::2]) | set(queue_keys)
-        self.keys = [key for queue in sorted(watched) for key in (delayed_key(queue), queue)]
+        self.keys = [key for queue in sorted(watched) for key in (keys.delayed(queue), queue)]
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
@@ -114,7 +111,7 @@ class Promoter:
     def promote(self) -> float:
         """Move every due message now; seconds until the next one is due (-1: none)."""
         while True:
-            moved, next_ms = self._script(keys=self.keys, args=[PROMOTE_BATCH])
+            moved, next_ms = PROMOTE(self.client, self.keys, (PROMOTE_BATCH,))
             if moved < PROMOTE_BATCH:
                 return next_ms / 1000 if next_ms >= 0 else -1.0
 

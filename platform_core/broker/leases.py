@@ -5,7 +5,7 @@ A consuming channel takes a lease in Redis (``platform:leases``, expiry on Redis
 clock) and renews it from a thread of its own, every third of the lease: a task that
 keeps a pool process (or, with the solo pool, the main thread) busy does not stop the
 renewal. Every message the channel takes is recorded under its worker id by the fetch
-script (platform_core.broker.scripts.FETCH). The same thread sweeps: any expired lease's
+script (lua/fetch.lua). The same thread sweeps: any expired lease's
 messages are moved back to the front of their queues, marked redelivered, by one
 atomic script — many sweepers, each dead worker swept once.
 
@@ -23,17 +23,10 @@ import uuid
 
 import redis
 
-from platform_core.broker.scripts import (
-    LEASE_RENEWED,
-    LEASE_SOURCES,
-    LEASES,
-    REDELIVERED,
-    RELEASE,
-    RENEW,
-    SWEEP,
-)
+from platform_core.broker import keys
+from platform_core.broker.scripts import RELEASE, RENEW, SWEEP
 
-LEASE_KEYS = [LEASES, LEASE_SOURCES, LEASE_RENEWED]
+LEASE_KEYS = (keys.LEASES, keys.LEASE_SOURCES, keys.LEASE_RENEWED)
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +50,6 @@ class Lease:
         self.milliseconds = int(seconds * 1000)
         self.sweep_seconds = sweep_seconds
         self.sources: list[str] = []
-        self._renew_script = client.register_script(RENEW)
-        self._sweep_script = client.register_script(SWEEP)
         self._stop = threading.Event()
         self._thread = None
 
@@ -84,9 +75,10 @@ class Lease:
         self._renew(new=True)
 
     def _renew(self, new=False) -> bool:
-        held = self._renew_script(
-            keys=LEASE_KEYS,
-            args=[
+        held = RENEW(
+            self.client,
+            LEASE_KEYS,
+            [
                 self.worker_id,
                 self.milliseconds,
                 "\n".join(self.sources),
@@ -99,8 +91,8 @@ class Lease:
         """Hand the messages of every expired lease back to their queues; how many."""
         restored = 0
         while True:
-            swept, moved, *workers = self._sweep_script(
-                keys=[*LEASE_KEYS, REDELIVERED], args=[SWEEP_BATCH]
+            swept, moved, *workers = SWEEP(
+                self.client, (*LEASE_KEYS, keys.REDELIVERED), (SWEEP_BATCH, keys.HELD_PREFIX)
             )
             restored += moved
             if workers:
@@ -127,7 +119,8 @@ class Lease:
         """Stop renewing; give the lease up now if nothing is held any more."""
         self._stop.set()
         try:
-            left = self.client.register_script(RELEASE)(keys=LEASE_KEYS, args=[self.worker_id])
+            held = [keys.held(self.worker_id, source) for source in self.sources]
+            left = RELEASE(self.client, (*LEASE_KEYS, *held), (self.worker_id,))
         except redis.RedisError as exc:
             logger.warning("Lease %s not released (%s): it will expire", self.worker_id, exc)
             return

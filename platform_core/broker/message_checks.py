@@ -23,20 +23,14 @@ import functools
 import math
 from datetime import datetime
 
+from platform_core.errors import BadMessage, Rejection
+
 # Longest delivery tag / task id accepted (Celery writes 36-character UUIDs); both
 # become Redis keys or hash fields.
 LONGEST_ID = 255
 # Largest retry count and time limit (seconds) a message may carry.
 LARGEST_COUNT = 2**31 - 1
 BODY_ENCODINGS = (None, "utf-8", "base64")  # kombu's Redis channel decodes these
-
-
-class BadMessage(ValueError):
-    """An item whose content cannot be handled; ``field`` names where it is wrong."""
-
-    def __init__(self, reason: str, field: str, problem: str):
-        super().__init__(f"{field} {problem}")
-        self.reason, self.field, self.problem = reason, field, problem
 
 
 def _kind(value) -> str:
@@ -239,21 +233,21 @@ def _check_fields(reason, mapping, fields, prefix):
         _require(reason, mapping, field, f"{prefix}{field}", check, required)
 
 
-@_only_bad_message("bad-envelope")
+@_only_bad_message(Rejection.BAD_ENVELOPE)
 def check_envelope(envelope: dict) -> None:
     """The kombu envelope: what kombu's virtual ``Message`` and Redis QoS read."""
-    _check_fields("bad-envelope", envelope, ENVELOPE_FIELDS, "")
+    _check_fields(Rejection.BAD_ENVELOPE, envelope, ENVELOPE_FIELDS, "")
     properties = envelope["properties"]
-    _check_fields("bad-envelope", properties, PROPERTY_FIELDS, "properties.")
+    _check_fields(Rejection.BAD_ENVELOPE, properties, PROPERTY_FIELDS, "properties.")
     _check_fields(
-        "bad-envelope", properties["delivery_info"], DELIVERY_INFO_FIELDS, "delivery_info."
+        Rejection.BAD_ENVELOPE, properties["delivery_info"], DELIVERY_INFO_FIELDS, "delivery_info."
     )
 
 
-@_only_bad_message("bad-header")
+@_only_bad_message(Rejection.BAD_HEADER)
 def check_task_headers(headers: dict) -> None:
     """Celery protocol 2 headers: what ``celery.worker.request.Request`` reads."""
-    _check_fields("bad-header", headers, TASK_HEADER_FIELDS, "headers.")
+    _check_fields(Rejection.BAD_HEADER, headers, TASK_HEADER_FIELDS, "headers.")
 
 
 def _check_signatures(value, path, many):
@@ -261,30 +255,34 @@ def _check_signatures(value, path, many):
         return
     signatures = value if many else [value]
     if many and not isinstance(value, list):
-        raise BadMessage("bad-body", path, f"must be a list of signatures, not {_kind(value)}")
+        raise BadMessage(
+            Rejection.BAD_BODY, path, f"must be a list of signatures, not {_kind(value)}"
+        )
     for index, signature in enumerate(signatures):
         where = f"{path}[{index}]" if many else path
         if not isinstance(signature, dict):
             raise BadMessage(
-                "bad-body", where, f"must be a signature object, not {_kind(signature)}"
+                Rejection.BAD_BODY, where, f"must be a signature object, not {_kind(signature)}"
             )
-        _check_fields("bad-body", signature, SIGNATURE_FIELDS, f"{where}.")
+        _check_fields(Rejection.BAD_BODY, signature, SIGNATURE_FIELDS, f"{where}.")
 
 
-@_only_bad_message("bad-body")
+@_only_bad_message(Rejection.BAD_BODY)
 def check_task_body(payload) -> None:
     """A decoded protocol 2 body: ``[args, kwargs, {callbacks, errbacks, chain, chord}]``."""
     if not isinstance(payload, list | tuple) or len(payload) != 3:
-        raise BadMessage("bad-body", "body", "must be [args, kwargs, embed]")
+        raise BadMessage(Rejection.BAD_BODY, "body", "must be [args, kwargs, embed]")
     args, kwargs, embed = payload
     if not isinstance(args, list | tuple):
-        raise BadMessage("bad-body", "body.args", f"must be a list, not {_kind(args)}")
+        raise BadMessage(Rejection.BAD_BODY, "body.args", f"must be a list, not {_kind(args)}")
     if not isinstance(kwargs, dict):
-        raise BadMessage("bad-body", "body.kwargs", f"must be an object, not {_kind(kwargs)}")
+        raise BadMessage(
+            Rejection.BAD_BODY, "body.kwargs", f"must be an object, not {_kind(kwargs)}"
+        )
     if embed is None:
         return
     if not isinstance(embed, dict):
-        raise BadMessage("bad-body", "body.embed", f"must be an object, not {_kind(embed)}")
+        raise BadMessage(Rejection.BAD_BODY, "body.embed", f"must be an object, not {_kind(embed)}")
     for field in ("callbacks", "errbacks", "chain"):
         _check_signatures(embed.get(field), f"body.embed.{field}", many=True)
     _check_signatures(embed.get("chord"), "body.embed.chord", many=False)

@@ -12,11 +12,10 @@ import os
 import redis
 from django.conf import settings
 
-logger = logging.getLogger("platform_core.rejected")
+from platform_core.broker import keys
+from platform_core.errors import Rejection
 
-REJECTED_KEY = "platform:rejected"
-# The reason under which a task given up after PLATFORM_MAX_ATTEMPTS is counted.
-POISON_REASON = "too-many-attempts"
+logger = logging.getLogger("platform_core.rejected")
 
 _client = None
 _client_pid = None
@@ -32,16 +31,16 @@ def _counter_client() -> redis.Redis:
     return _client
 
 
-def count_rejection(queue: str, reason: str) -> None:
+def count_rejection(queue: str, reason: Rejection) -> None:
     """HINCRBY ``platform:rejected`` ``<queue>:<reason>``; never raises into the consumer."""
     try:
-        _counter_client().hincrby(REJECTED_KEY, f"{queue}:{reason}", 1)
+        _counter_client().hincrby(keys.REJECTED, f"{queue}:{Rejection(reason)}", 1)
     except redis.RedisError as exc:
         logger.warning("could not count a rejected message: %s", exc)
 
 
-def report_rejection(queue: str, reason: str, detail: str, **context) -> None:
+def report_rejection(queue: str, reason: Rejection, detail: str, **context) -> None:
     """Log the one line for a rejected item and count it."""
     where = " ".join(f"{key}={value}" for key, value in {"queue": queue, **context}.items())
-    logger.error("Rejected message (%s): %s [%s]; discarded", reason, detail, where)
+    logger.error("Rejected message (%s): %s [%s]; discarded", Rejection(reason), detail, where)
     count_rejection(queue, reason)

@@ -56,8 +56,8 @@ OVERRIDES = (
         "kombu-redis-fetch",
         "kombu",
         ("kombu.transport.redis.Channel._brpop_start",),
-        ("platform_core.broker.transport:Channel._brpop_start",),
-        "one FETCH script (scripts.FETCH) acknowledges the last turn's deliveries and moves "
+        ("platform_core.broker.channel:Channel._brpop_start",),
+        "one script (lua/fetch.lua, by SHA) acknowledges the last turn's deliveries and moves "
         "a prefetch window of messages into this worker's held lists; BLMOVE while idle. "
         "Stock: BRPOP, then ZADD+HSET, then ZREM+HDEL per message.",
     ),
@@ -65,7 +65,7 @@ OVERRIDES = (
         "kombu-redis-read",
         "kombu",
         ("kombu.transport.redis.Channel._brpop_read",),
-        ("platform_core.broker.transport:Channel._brpop_read",),
+        ("platform_core.broker.channel:Channel._brpop_read",),
         "a copy of kombu's, reading the BRPOP, BLMOVE and FETCH replies and parsing each "
         "envelope under a guard: stock kombu parses inside the event loop, where a non-JSON "
         "item kills the worker and a KeyError counts as a lost connection.",
@@ -81,7 +81,7 @@ OVERRIDES = (
             "kombu.transport.virtual.QoS._delivered",
             "kombu.transport.virtual.QoS._dirty",
         ),
-        ("platform_core.broker.transport:QoS",),
+        ("platform_core.broker.qos:QoS",),
         "deliveries are held per worker under a lease (broker.leases), not in kombu's "
         "time-windowed unacked index: redelivered when the worker dies, never while it "
         "lives. Relies on virtual.QoS's _delivered/_dirty bookkeeping.",
@@ -90,7 +90,7 @@ OVERRIDES = (
         "kombu-redis-consume",
         "kombu",
         ("kombu.transport.redis.Channel.basic_consume",),
-        ("platform_core.broker.transport:Channel.basic_consume",),
+        ("platform_core.broker.channel:Channel.basic_consume",),
         "takes the worker's lease and starts the delayed-set promoter for the consumed "
         "queues; remembers no-ack queues (their deliveries are never recorded).",
     ),
@@ -104,13 +104,14 @@ OVERRIDES = (
         (
             "platform_core.broker.scripts:FETCH",
             "platform_core.broker.scripts:SWEEP",
-            "platform_core.broker.transport:_marked_redelivered",
-            "platform_core.broker.transport:Message",
+            "platform_core.broker.scripts:RESTORE",
+            "platform_core.broker.envelope:Message",
             "platform_core.broker.message_checks:check_envelope",
         ),
         "held lists keep kombu's Redis envelope byte for byte (the ack is an LREM of it); "
         "a sweep or restore marks it redelivered as kombu's _do_restore_message does "
-        "(headers.redelivered, properties.delivery_info.redelivered). The envelope fields "
+        "(headers.redelivered, properties.delivery_info.redelivered; one Lua helper, "
+        "lua/mark_redelivered.lua). The envelope fields "
         "are checked before kombu's virtual Message reads them.",
     ),
     Override(
@@ -130,7 +131,7 @@ OVERRIDES = (
         "kombu-redis-publish",
         "kombu",
         ("kombu.transport.redis.Channel._put",),
-        ("platform_core.broker.transport:Channel._put",),
+        ("platform_core.broker.channel:Channel._put",),
         "stamps the send time (sent_stamp) and parks a message due later than the horizon "
         "in its delayed set instead of LPUSH (also inside kombu's publish batch).",
     ),
@@ -138,14 +139,14 @@ OVERRIDES = (
         "kombu-redis-purge",
         "kombu",
         ("kombu.transport.redis.Channel._purge",),
-        ("platform_core.broker.transport:Channel._purge",),
+        ("platform_core.broker.channel:Channel._purge",),
         "a purge also empties the queue's delayed sets.",
     ),
     Override(
         "kombu-redis-client",
         "kombu",
         ("kombu.transport.redis.Channel.conn_or_acquire",),
-        ("platform_core.broker.transport:Channel.conn_or_acquire",),
+        ("platform_core.broker.channel:Channel.conn_or_acquire",),
         "one redis-py client per connection pool instead of a new one per publish "
         "(~60 µs each: the client copies its response-callback table).",
     ),

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from platform_core.config.queues import LONG_RUNNING, QUEUES, worker_command
+from platform_core.errors import BadSiteName
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,19}$")  # generated lines stay within 100 characters
 
@@ -67,10 +68,6 @@ def whoami():
     return describe_worker()
 ''',
 }
-
-
-class BadSiteName(ValueError):
-    pass
 
 
 def check_name(name: str, existing=QUEUES) -> None:

@@ -20,7 +20,7 @@ import redis
 from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from platform_core.broker.rejections import POISON_REASON
+from platform_core.errors import Rejection
 from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _counters(snapshot: Snapshot):
     for stats in snapshot.queues.values():
         for reason, count in stats.rejected.items():
             rejected.add_metric([stats.queue, reason], count)
-        poison.add_metric([stats.queue], stats.rejected.get(POISON_REASON, 0))
+        poison.add_metric([stats.queue], stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0))
         redelivered.add_metric([stats.queue], stats.redelivered)
     yield from (rejected, poison, redelivered)
 

@@ -18,19 +18,8 @@ import redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from platform_core.broker import keys
 from platform_core.broker.delays import eta_of
-from platform_core.broker.rejections import REJECTED_KEY
-from platform_core.broker.scripts import (
-    BEAT_LEADER,
-    BEAT_TICK,
-    FIRST_SEEN,
-    LEASE_RENEWED,
-    LEASE_SOURCES,
-    LEASES,
-    REDELIVERED,
-    delayed_key,
-    held_key,
-)
 from platform_core.broker.sent_stamp import sent_ms
 from platform_core.broker.transport import Channel, priority_keys
 from platform_core.config.queues import QUEUES
@@ -84,22 +73,28 @@ def queue_of(key: str) -> str:
 
 
 def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
-    keys = {queue: priority_keys(queue) for queue in queues}
+    lists = {queue: priority_keys(queue) for queue in queues}
     with client.pipeline(transaction=False) as pipe:
         pipe.time()
-        for per_priority in keys.values():
+        for per_priority in lists.values():
             for key in per_priority.values():
                 pipe.llen(key).lindex(key, -1)
-                pipe.zcard(delayed_key(key)).zrange(delayed_key(key), 0, 0, withscores=True)
-        pipe.zrange(LEASES, 0, -1, withscores=True)
-        for name in (LEASE_SOURCES, LEASE_RENEWED, REJECTED_KEY, REDELIVERED, FIRST_SEEN):
+                pipe.zcard(keys.delayed(key)).zrange(keys.delayed(key), 0, 0, withscores=True)
+        pipe.zrange(keys.LEASES, 0, -1, withscores=True)
+        for name in (
+            keys.LEASE_SOURCES,
+            keys.LEASE_RENEWED,
+            keys.REJECTED,
+            keys.REDELIVERED,
+            keys.FIRST_SEEN,
+        ):
             pipe.hgetall(name)
-        pipe.get(BEAT_LEADER).get(BEAT_TICK)
+        pipe.get(keys.BEAT_LEADER).get(keys.BEAT_TICK)
         replies = iter(pipe.execute())
     seconds, micros = next(replies)
     now = seconds * 1000 + micros // 1000
     stats, heads = {}, {}
-    for queue, per_priority in keys.items():
+    for queue, per_priority in lists.items():
         waiting, delayed, due = {}, 0, []
         for pri, key in per_priority.items():
             waiting[pri], head, in_set, first = (next(replies) for _ in range(4))
@@ -177,7 +172,7 @@ def _read_held(client, stats, workers, sources) -> int:
         return 0
     with client.pipeline(transaction=False) as pipe:
         for worker, source in held:
-            pipe.llen(held_key(worker.worker, source))
+            pipe.llen(keys.held(worker.worker, source))
         counts = pipe.execute()
     for (worker, source), count in zip(held, counts, strict=True):
         queue = queue_of(source)
@@ -220,9 +215,9 @@ def _age_heads(client, stats, heads, first_seen, now) -> int:
         return 0
     with client.pipeline(transaction=False) as pipe:
         if seen_now:
-            pipe.hset(FIRST_SEEN, mapping=seen_now)
+            pipe.hset(keys.FIRST_SEEN, mapping=seen_now)
         if gone:
-            pipe.hdel(FIRST_SEEN, *gone)
+            pipe.hdel(keys.FIRST_SEEN, *gone)
         pipe.execute()
     return 1
 

@@ -8,14 +8,15 @@ messages are counted, so the normal path costs nothing.
 import redis
 from django.conf import settings
 
-ATTEMPTS_KEY = "platform:attempts:{task_id}"
+from platform_core.broker import keys
+
 ATTEMPTS_TTL_SECONDS = 7 * 24 * 60 * 60
 
 
 def count_redelivery(task_id: str) -> int:
     """Record one more delivery of ``task_id``; return how many deliveries there were."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    key = ATTEMPTS_KEY.format(task_id=task_id)
+    key = keys.attempts(task_id)
     try:
         with client.pipeline() as pipe:
             # The first delivery was not counted: a redelivery is attempt 2 or later.

@@ -15,7 +15,8 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import LockError
 
-from platform_core.broker.scripts import BEAT_LEADER, BEAT_TICK, STAMP_TIME
+from platform_core.broker import keys
+from platform_core.broker.scripts import STAMP_TIME
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +30,8 @@ class SingleBeatScheduler(DatabaseScheduler):
         # after the leader's last refresh.
         self._standby_poll = max(1.0, self._ttl / 3)
         self._lock = self._redis.lock(
-            BEAT_LEADER, timeout=self._ttl, thread_local=False, blocking=False
+            keys.BEAT_LEADER, timeout=self._ttl, thread_local=False, blocking=False
         )
-        self._tick_script = self._redis.register_script(STAMP_TIME)
         self._leading = False
         self._standby_announced = False
         super().__init__(*args, **kwargs)
@@ -65,13 +65,13 @@ class SingleBeatScheduler(DatabaseScheduler):
     def _stamp_tick(self) -> None:
         # For the metrics: seconds since the active beat's last tick (Redis' clock).
         try:
-            self._tick_script(keys=[BEAT_TICK])
+            STAMP_TIME(self._redis, (keys.BEAT_TICK,))
         except redis.RedisError as exc:
             logger.warning("beat %s could not stamp its tick: %s", self._identity, exc)
 
     def _current_holder(self) -> str:
         try:
-            value = self._redis.get(BEAT_LEADER)
+            value = self._redis.get(keys.BEAT_LEADER)
         except redis.RedisError:
             return "unknown"
         return value.decode() if value else "none"

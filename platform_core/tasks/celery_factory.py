@@ -14,12 +14,9 @@ from platform_core.broker.delays import check_delay
 from platform_core.config.discovery import task_modules
 from platform_core.config.env import redacted
 from platform_core.config.routing import policy, route_by_task_name
+from platform_core.errors import BrokerUnavailable
 from platform_core.tasks import forking, results
 from platform_core.tasks.eager import apply_by_name
-
-
-class BrokerUnavailable(ConnectionError):
-    """The task could not be enqueued: the broker did not answer in time. Nothing was sent."""
 
 
 class PlatformCelery(Celery):

@@ -25,9 +25,9 @@ from celery.worker.consumer import Consumer
 from django.conf import settings
 from kombu.exceptions import ContentDisallowed
 
-from platform_core.broker.message_checks import BadMessage, check_task_body, check_task_headers
+from platform_core.broker.message_checks import check_task_body, check_task_headers
 from platform_core.broker.rejections import report_rejection
-from platform_core.broker.transport import BROKER_ERRORS
+from platform_core.errors import BROKER_ERRORS, BadMessage, Rejection
 
 logger = logging.getLogger("platform_core.rejected")
 
@@ -73,12 +73,12 @@ class PlatformConsumer(Consumer):
     def _queue(self) -> str:
         return self.app.conf.task_default_queue
 
-    def _drop(self, message, reason: str, detail: str) -> None:
+    def _drop(self, message, reason: Rejection, detail: str) -> None:
         report_rejection(self._queue, reason, detail, **_context(message))
         if not message.acknowledged:
             message.reject_log_error(logger, self.connection_errors)
 
-    def _discard(self, message, reason: str, detail: str, exc=None) -> None:
+    def _discard(self, message, reason: Rejection, detail: str, exc=None) -> None:
         self._drop(message, reason, detail)
         # As Celery's on_unknown_message and on_invalid_task: after the reject.
         signals.task_rejected.send(sender=self, message=message, exc=exc)
@@ -92,11 +92,11 @@ class PlatformConsumer(Consumer):
             if size > limit:
                 # Refuse before decoding: a huge body would stall the consumer.
                 detail = f"{size} bytes > {limit} (PLATFORM_MAX_MESSAGE_BYTES)"
-                return self._discard(message, "too-large", detail)
+                return self._discard(message, Rejection.TOO_LARGE, detail)
             headers = message.headers
             if not isinstance(headers, dict) or "task" not in headers:
                 detail = "no task name in headers (a Celery protocol 2 message is expected)"
-                return self._discard(message, "not-a-task", detail)
+                return self._discard(message, Rejection.NOT_A_TASK, detail)
             try:
                 check_task_headers(headers)
                 # Decoded once here; Celery's handler reuses message.payload.
@@ -114,25 +114,25 @@ class PlatformConsumer(Consumer):
             except Exception as exc:
                 # What the checks did not foresee: one line, never a reconnect.
                 detail = f"{type(exc).__name__}: {exc}"
-                return self._discard(message, "unexpected", detail, exc)
+                return self._discard(message, Rejection.UNEXPECTED, detail, exc)
 
         return on_task_received
 
     def on_decode_error(self, message, exc):
-        self._discard(message, "undecodable", f"{type(exc).__name__}: {exc}", exc)
+        self._discard(message, Rejection.UNDECODABLE, f"{type(exc).__name__}: {exc}", exc)
 
     def on_unknown_message(self, body, message):
-        self._discard(message, "not-a-task", "no task name in headers or body")
+        self._discard(message, Rejection.NOT_A_TASK, "no task name in headers or body")
 
     def on_invalid_task(self, body, message, exc):
-        self._discard(message, "invalid", f"{type(exc).__name__}: {exc}", exc)
+        self._discard(message, Rejection.INVALID, f"{type(exc).__name__}: {exc}", exc)
 
     def on_unknown_task(self, body, message, exc):
         headers = message.headers or {}
         name, task_id = headers.get("task", "?"), headers.get("id")
         self._drop(
             message,
-            "unknown-task",
+            Rejection.UNKNOWN_TASK,
             f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
         )
         if task_id:

@@ -7,6 +7,8 @@ import threading
 import redis
 from django.conf import settings
 
+from platform_core.broker import keys
+
 _local_locks: dict[str, threading.Lock] = {}
 
 
@@ -26,7 +28,7 @@ def exclusive(name: str, ttl_seconds: int, *, eager: bool):
                 lock.release()
         return
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    lock = client.lock(f"platform:lock:{name}", timeout=ttl_seconds, blocking=False)
+    lock = client.lock(keys.lock(name), timeout=ttl_seconds, blocking=False)
     acquired = lock.acquire()
     try:
         yield acquired

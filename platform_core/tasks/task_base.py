@@ -5,18 +5,11 @@ import logging
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
-from platform_core.broker.rejections import POISON_REASON, count_rejection, report_rejection
+from platform_core.broker.rejections import count_rejection, report_rejection
+from platform_core.errors import Rejection, TooManyAttempts, WrongArguments
 from platform_core.tasks.attempts import count_redelivery
 
 logger = logging.getLogger(__name__)
-
-
-class WrongArguments(TypeError):
-    """A message whose arguments do not fit the task's signature."""
-
-
-class TooManyAttempts(RuntimeError):
-    """The message was delivered again and again and never completed: given up."""
 
 
 class PlatformTask(DjangoTask):
@@ -37,7 +30,7 @@ class PlatformTask(DjangoTask):
             else:
                 report_rejection(
                     self.app.conf.task_default_queue,
-                    "wrong-arguments",
+                    Rejection.WRONG_ARGUMENTS,
                     detail,
                     task=self.name,
                     id=self.request.id,
@@ -59,7 +52,7 @@ class PlatformTask(DjangoTask):
             )
             # The worker's own queue, not the message's routing key: the sender
             # chooses that, and the metrics label their series by it.
-            count_rejection(self.app.conf.task_default_queue, POISON_REASON)
+            count_rejection(self.app.conf.task_default_queue, Rejection.TOO_MANY_ATTEMPTS)
             raise TooManyAttempts(f"gave up after {attempts - 1} deliveries that never completed")
 
     @property

@@ -1,4 +1,4 @@
-"""The delayed-set scripts (platform_core.broker.scripts), run on the test's real
+"""The delayed-set scripts (platform_core/broker/lua), run on the test's real
 redis-server: a parked message waits in its queue's delayed set scored by Redis' clock;
 a due one is moved to the front of its queue exactly once, however many promoters run;
 a plain kombu producer's publish with a far ETA is parked by the platform's transport."""
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from platform_core.broker import transport
+from platform_core.broker import keys, transport
 from platform_core.broker.delays import HORIZON_SECONDS, Promoter
-from platform_core.broker.scripts import PARK, PROMOTE, delayed_key
+from platform_core.broker.scripts import PARK, PROMOTE
 
 QUEUE = "delay_test"
 OTHER = "delay_test_other"
@@ -22,7 +22,7 @@ OTHER = "delay_test_other"
 def server(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    client.delete(QUEUE, OTHER, delayed_key(QUEUE), delayed_key(OTHER), "delay_test_held")
+    client.delete(QUEUE, OTHER, keys.delayed(QUEUE), keys.delayed(OTHER), "delay_test_held")
 
 
 def redis_now_ms(server) -> int:
@@ -31,12 +31,12 @@ def redis_now_ms(server) -> int:
 
 
 def park(server, queue, item, delay_ms):
-    return server.eval(PARK, 1, delayed_key(queue), delay_ms, item)
+    return PARK(server, (keys.delayed(queue),), (delay_ms, item))
 
 
 def promote(server, *queues, limit=500):
-    keys = [key for queue in queues for key in (delayed_key(queue), queue)]
-    moved, next_ms = server.eval(PROMOTE, len(keys), *keys, limit)
+    pairs = [key for queue in queues for key in (keys.delayed(queue), queue)]
+    moved, next_ms = PROMOTE(server, pairs, (limit,))
     return moved, next_ms
 
 
@@ -45,7 +45,7 @@ def test_a_parked_message_is_scored_by_redis_clock(server):
     due = park(server, QUEUE, b"m1", 3_600_000)
     after = redis_now_ms(server)
     assert before + 3_600_000 <= due <= after + 3_600_000
-    assert server.zscore(delayed_key(QUEUE), b"m1") == due
+    assert server.zscore(keys.delayed(QUEUE), b"m1") == due
     assert server.llen(QUEUE) == 0
 
 
@@ -55,13 +55,13 @@ def test_only_due_messages_move_earliest_first_to_the_front(server):
     # Overdue by different amounts, scored directly: PARK clamps a negative delay to "now",
     # so two parks would be ordered by the milliseconds between them (a flaky order).
     now = redis_now_ms(server)
-    server.zadd(delayed_key(QUEUE), {b"second": now - 2000, b"first": now - 5000})
+    server.zadd(keys.delayed(QUEUE), {b"second": now - 2000, b"first": now - 5000})
     moved, next_ms = promote(server, QUEUE)
     assert moved == 2
     assert 55_000 < next_ms <= 60_000
     # Consumers take from the right: first, then second, then the backlog.
     assert [server.rpop(QUEUE) for _ in range(3)] == [b"first", b"second", b"queued"]
-    assert server.zrange(delayed_key(QUEUE), 0, -1) == [b"late"]
+    assert server.zrange(keys.delayed(QUEUE), 0, -1) == [b"late"]
 
 
 def test_nothing_waiting_says_so(server):
@@ -78,10 +78,11 @@ def test_the_next_due_time_spans_every_watched_queue(server):
 
 def test_many_promoters_move_each_message_exactly_once(server, redis_url):
     items = [f"m{i}".encode() for i in range(2000)]
+    PARK.load(server)  # a pipeline runs EVALSHA as given: no NOSCRIPT retry inside it
     for start in range(0, len(items), 500):
         with server.pipeline() as pipe:
             for item in items[start : start + 500]:
-                pipe.eval(PARK, 1, delayed_key(QUEUE), 300, item)
+                pipe.execute_command(*PARK.command((keys.delayed(QUEUE),), (300, item)))
             pipe.execute()
     stop = threading.Event()
 
@@ -101,18 +102,18 @@ def test_many_promoters_move_each_message_exactly_once(server, redis_url):
     for thread in threads:
         thread.join()
     assert sorted(server.lrange(QUEUE, 0, -1)) == sorted(items)
-    assert server.zcard(delayed_key(QUEUE)) == 0
+    assert server.zcard(keys.delayed(QUEUE)) == 0
 
 
 def test_a_held_message_is_parked_only_if_still_held(server):
     server.lpush("delay_test_held", b"held")
-    args = (2, delayed_key(QUEUE), "delay_test_held", 60_000)
-    assert server.eval(PARK, *args, b"held") > 0
+    held = (keys.delayed(QUEUE), "delay_test_held")
+    assert PARK(server, held, (60_000, b"held")) > 0
     assert server.llen("delay_test_held") == 0
-    assert server.zcard(delayed_key(QUEUE)) == 1
+    assert server.zcard(keys.delayed(QUEUE)) == 1
     # Swept meanwhile (someone else has it now): not parked a second time.
-    assert server.eval(PARK, *args, b"gone") == -1
-    assert server.zcard(delayed_key(QUEUE)) == 1
+    assert PARK(server, held, (60_000, b"gone")) == -1
+    assert server.zcard(keys.delayed(QUEUE)) == 1
 
 
 def test_the_promoter_thread_moves_a_message_within_its_due_time(server, redis_url):
@@ -141,7 +142,7 @@ def test_the_platform_producer_parks_a_far_eta_and_sends_a_near_one(server, redi
             producer.publish(
                 {"n": name}, routing_key=QUEUE, headers={"eta": eta.isoformat(), "id": name}
             )
-    [(item, due)] = server.zrange(delayed_key(QUEUE), 0, -1, withscores=True)
+    [(item, due)] = server.zrange(keys.delayed(QUEUE), 0, -1, withscores=True)
     assert b'"far"' in item
     assert abs(due - (redis_now_ms(server) + 3_600_000)) < 5_000
     [queued] = server.lrange(QUEUE, 0, -1)
@@ -157,4 +158,4 @@ def test_purging_a_queue_empties_its_delayed_set_too(server, redis_url):
     with Connection(redis_url) as connection:
         assert connection.default_channel.queue_purge(QUEUE) == 2
     assert server.llen(QUEUE) == 0
-    assert server.zcard(delayed_key(QUEUE)) == 0
+    assert server.zcard(keys.delayed(QUEUE)) == 0

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from harness.processes import wait_for
-from platform_core.broker.delays import DelayTooLong
-from platform_core.broker.scripts import delayed_key
+from platform_core.broker import keys
+from platform_core.errors import DelayTooLong
 
 HOUR_MS = 3_600_000
 
@@ -18,9 +18,9 @@ HOUR_MS = 3_600_000
 @pytest.fixture
 def server(redis_url):
     client = redis.Redis.from_url(redis_url)
-    client.delete(delayed_key("cert"))
+    client.delete(keys.delayed("cert"))
     yield client
-    client.delete(delayed_key("cert"))
+    client.delete(keys.delayed("cert"))
 
 
 def due_times(server) -> dict[str, float]:
@@ -29,7 +29,7 @@ def due_times(server) -> dict[str, float]:
 
     return {
         json.loads(item)["headers"]["id"]: due
-        for item, due in server.zrange(delayed_key("cert"), 0, -1, withscores=True)
+        for item, due in server.zrange(keys.delayed("cert"), 0, -1, withscores=True)
     }
 
 
@@ -59,7 +59,7 @@ def test_a_delay_beyond_the_limit_is_refused_and_nothing_is_sent(server, client_
         record.apply_async(("delay-test", 0), countdown=(days + 1) * 86400)
     with pytest.raises(DelayTooLong, match="Nothing was sent"):
         record.apply_async(("delay-test", 0), eta=datetime.now(UTC) + timedelta(days=days + 1))
-    assert server.zcard(delayed_key("cert")) == 0
+    assert server.zcard(keys.delayed("cert")) == 0
     assert server.llen("cert") == 0
 
 

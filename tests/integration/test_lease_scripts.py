@@ -1,4 +1,4 @@
-"""The lease scripts (platform_core.broker.scripts), run on the test's real redis-server:
+"""The lease scripts (platform_core/broker/lua), run on the test's real redis-server:
 a fetched message is recorded under its worker in the same step as the pop; an ack
 removes exactly it; a live lease is never swept, an expired one exactly once, its
 messages back at the front of their queues, oldest first, marked redelivered."""
@@ -10,10 +10,11 @@ import time
 import pytest
 import redis
 from kombu import Connection, Exchange, Queue
+from kombu.transport import redis as kombu_redis
 
-from platform_core.broker import scripts as redis_scripts
+from platform_core.broker import keys
 from platform_core.broker.leases import Lease
-from platform_core.broker.scripts import FETCH, RENEW, SWEEP, held_key
+from platform_core.broker.scripts import ALL, FETCH, RENEW, RESTORE, SWEEP
 
 QUEUES = ("script_test", "script_test_low")
 # The scripts take their lease keys as arguments: the test uses its own, because the
@@ -27,25 +28,27 @@ LEASE_KEYS = (LEASES, LEASE_SOURCES, LEASE_RENEWED)
 def server(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    held = [key for queue in QUEUES for key in client.keys(held_key("*", queue))]
+    held = [key for queue in QUEUES for key in client.keys(keys.held("*", queue))]
     client.delete(*LEASE_KEYS, REDELIVERED, *QUEUES, *held)
 
 
 def take(server, worker, milliseconds=60_000, sources=QUEUES):
-    return server.eval(RENEW, 3, *LEASE_KEYS, worker, milliseconds, "\n".join(sources), "new")
+    return RENEW(server, LEASE_KEYS, (worker, milliseconds, "\n".join(sources), "new"))
 
 
 def fetch(server, worker, queues, count, acks=(), record=None):
     record = record or "1" * len(queues)
-    pairs = [part for pair in acks for part in pair]
-    reply = server.eval(
-        FETCH, 1 + len(queues), LEASES, *queues, worker, count, record, len(acks), *pairs
+    pairs = [key for queue in queues for key in (queue, keys.held(worker, queue))]
+    reply = FETCH(
+        server,
+        (LEASES, *pairs, *(held for held, _ in acks)),
+        (worker, count, record, *(item for _, item in acks)),
     )
     return [tuple(reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
 
 def sweep(server):
-    swept, restored, *workers = server.eval(SWEEP, 4, *LEASE_KEYS, REDELIVERED, 20)
+    swept, restored, *workers = SWEEP(server, (*LEASE_KEYS, REDELIVERED), (20, keys.HELD_PREFIX))
     return swept, restored, [worker.decode() for worker in workers]
 
 
@@ -62,7 +65,7 @@ def test_a_fetched_message_is_held_under_its_worker(server, redis_url):
     publish(redis_url, "script_test", {"n": 1})
     [(key, item, recorded)] = fetch(server, "w1", ["script_test"], 5)
     assert (key, recorded) == (b"script_test", 1)
-    assert server.lrange(held_key("w1", "script_test"), 0, -1) == [item]
+    assert server.lrange(keys.held("w1", "script_test"), 0, -1) == [item]
     assert server.llen("script_test") == 0
 
 
@@ -72,7 +75,7 @@ def test_acks_remove_exactly_their_message_and_count_bounds_the_fetch(server, re
         publish(redis_url, "script_test", {"n": n})
     first = fetch(server, "w1", ["script_test"], 2)
     assert len(first) == 2
-    held = held_key("w1", "script_test")
+    held = keys.held("w1", "script_test")
     second = fetch(server, "w1", ["script_test"], 2, acks=[(held, item) for _, item, _ in first])
     assert len(second) == 1
     assert server.lrange(held, 0, -1) == [second[0][1]]
@@ -97,8 +100,8 @@ def test_deliveries_of_a_no_ack_queue_are_not_held(server, redis_url):
         (b"script_test", 0),
         (b"script_test_low", 1),
     ]
-    assert server.llen(held_key("w1", "script_test")) == 0
-    assert server.llen(held_key("w1", "script_test_low")) == 1
+    assert server.llen(keys.held("w1", "script_test")) == 0
+    assert server.llen(keys.held("w1", "script_test_low")) == 1
 
 
 def test_a_worker_without_a_lease_fetches_nothing(server, redis_url):
@@ -113,7 +116,7 @@ def test_a_live_lease_is_never_swept(server, redis_url):
     publish(redis_url, "script_test", {"n": 1})
     fetch(server, "alive", ["script_test"], 5)
     assert sweep(server) == (0, 0, [])
-    assert server.llen(held_key("alive", "script_test")) == 1
+    assert server.llen(keys.held("alive", "script_test")) == 1
     seconds, micros = server.time()
     renewed = int(server.hget(LEASE_RENEWED, "alive"))  # Redis' clock, for the metrics
     assert 0 <= seconds * 1000 + micros // 1000 - renewed < 5_000
@@ -150,7 +153,7 @@ def test_a_renewal_after_a_sweep_says_the_lease_was_lost(server):
     take(server, "late", milliseconds=100)
     time.sleep(0.2)
     sweep(server)
-    renewed = server.eval(RENEW, 3, *LEASE_KEYS, "late", 1000, "script_test", "renew")
+    renewed = RENEW(server, LEASE_KEYS, ("late", 1000, "script_test", "renew"))
     assert renewed == 0
 
 
@@ -160,9 +163,9 @@ def test_the_lease_thread_renews_while_the_caller_is_busy(server):
     lease.take(["script_test"])
     time.sleep(2)
     sweep(server)
-    assert server.zscore(redis_scripts.LEASES, lease.worker_id) is not None
+    assert server.zscore(keys.LEASES, lease.worker_id) is not None
     lease.release()
-    assert server.zscore(redis_scripts.LEASES, lease.worker_id) is None
+    assert server.zscore(keys.LEASES, lease.worker_id) is None
 
 
 def test_the_mark_keeps_empty_arrays_and_objects_as_they_were(server):
@@ -170,9 +173,73 @@ def test_the_mark_keeps_empty_arrays_and_objects_as_they_were(server):
         '{"body": "W10=", "headers": {"stamps": {}, "a": []}, "properties": {"delivery_info": {}}}'
     )
     take(server, "dead", milliseconds=100, sources=["script_test"])
-    server.lpush(held_key("dead", "script_test"), item)
+    server.lpush(keys.held("dead", "script_test"), item)
     time.sleep(0.2)
     sweep(server)
     restored = json.loads(server.rpop("script_test"))
-    assert restored["headers"] == {"stamps": {}, "a": []}
+    assert restored["headers"] == {"redelivered": True, "stamps": {}, "a": []}
     assert restored["properties"]["delivery_info"] == {"redelivered": True}
+
+
+def kombu_restored(envelope: dict) -> dict:
+    """What kombu's own restore makes of ``envelope`` (Channel._do_restore_message)."""
+    pushed = []
+
+    class Pipe:
+        def lpush(self, key, raw):
+            pushed.append(raw)
+
+        rpush = lpush
+
+    channel = kombu_redis.Channel.__new__(kombu_redis.Channel)
+    channel._lookup = lambda exchange, routing_key: ["q"]
+    channel._get_message_priority = lambda message, reverse=False: 0
+    channel._q_for_pri = lambda queue, pri: queue
+    channel._do_restore_message(json.loads(json.dumps(envelope)), "", "q", Pipe())
+    return json.loads(pushed[0])
+
+
+def test_both_restore_paths_mark_a_message_as_kombu_does(server, redis_url):
+    """One marking (lua/mark_redelivered.lua) for a swept lease and for a living worker's
+    hand-back: the fields equal kombu's own restore of the same message, and Celery reads
+    the one it reads (Request.delivery_info['redelivered'])."""
+    publish(redis_url, "script_test", {"n": 1})
+    publish(redis_url, "script_test", {"n": 2})
+    take(server, "dead", milliseconds=100)
+    take(server, "alive")
+    [(_, swept_item, _)] = fetch(server, "dead", ["script_test"], 1)
+    [(_, kept_item, _)] = fetch(server, "alive", ["script_test"], 1)
+    time.sleep(0.2)
+    sweep(server)
+    held = keys.held("alive", "script_test")
+    assert RESTORE(server, (held, "script_test"), (kept_item,)) == 1
+    assert RESTORE(server, (held, "script_test"), (kept_item,)) == 0  # no longer held
+    for original, raw in zip(
+        (swept_item, kept_item), reversed(server.lrange("script_test", 0, -1)), strict=True
+    ):
+        ours, theirs = json.loads(raw), kombu_restored(json.loads(original))
+        assert ours == theirs
+        assert ours["headers"]["redelivered"] is True
+        assert ours["properties"]["delivery_info"]["redelivered"] is True
+
+
+def test_scripts_are_called_by_sha_and_reloaded_after_a_flush(server):
+    """EVALSHA everywhere; a Redis that lost its script cache gets the script again."""
+    server.script_flush()
+    take(server, "w1")
+    assert server.script_exists(RENEW.sha) == [True]
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in server.info("commandstats").items()
+    }
+    assert "eval" not in calls  # nothing sent the source to run
+    assert calls.get("evalsha", 0) >= 1
+
+
+def test_no_script_builds_a_key_name_of_its_own():
+    """Every key a script touches is passed in (so ACL key patterns can name them),
+    except the held lists of workers SWEEP finds dead, whose prefix it is given."""
+    for script in ALL:
+        assert keys.PREFIX not in script.source, script.name
+        header = [line for line in script.source.splitlines()[1:] if line.startswith("--")]
+        assert any("KEYS" in line for line in header), f"{script.name}: no KEYS header"

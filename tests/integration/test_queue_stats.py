@@ -8,15 +8,8 @@ import time
 import pytest
 import redis
 
-from platform_core.broker.rejections import REJECTED_KEY
-from platform_core.broker.scripts import (
-    BEAT_LEADER,
-    BEAT_TICK,
-    FIRST_SEEN,
-    REDELIVERED,
-    STAMP_TIME,
-    delayed_key,
-)
+from platform_core.broker import keys
+from platform_core.broker.scripts import STAMP_TIME
 from platform_core.broker.sent_stamp import SENT_HEADER
 from platform_core.broker.transport import priority_keys
 from platform_core.observe.queue_stats import OTHER, read_snapshot
@@ -36,11 +29,11 @@ class CountingConnection(redis.Connection):
 def client(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    keys = [key for queue in QUEUES for key in priority_keys(queue).values()]
-    client.delete(*keys, *(delayed_key(key) for key in keys))
-    client.hdel(FIRST_SEEN, *keys)
-    client.hdel(REJECTED_KEY, "stats_a:bad-body", "nowhere:bad-body")
-    client.hdel(REDELIVERED, "stats_b")
+    lists = [key for queue in QUEUES for key in priority_keys(queue).values()]
+    client.delete(*lists, *(keys.delayed(key) for key in lists))
+    client.hdel(keys.FIRST_SEEN, *lists)
+    client.hdel(keys.REJECTED, "stats_a:bad-body", "nowhere:bad-body")
+    client.hdel(keys.REDELIVERED, "stats_b")
 
 
 def redis_now_ms(client) -> int:
@@ -88,13 +81,13 @@ def test_a_plain_clients_message_is_aged_from_when_it_was_first_seen(client):
     # An empty queue forgets its record.
     client.rpop("stats_b")
     read_snapshot(client, QUEUES)
-    assert not client.hexists(FIRST_SEEN, "stats_b")
+    assert not client.hexists(keys.FIRST_SEEN, "stats_b")
 
 
 def test_delayed_sets_and_the_next_due_time(client):
     now = redis_now_ms(client)
-    client.zadd(delayed_key("stats_a"), {"x": now + 60_000, "y": now + 3_600_000})
-    client.zadd(delayed_key(priority_keys("stats_a")[3]), {"z": now + 30_000})
+    client.zadd(keys.delayed("stats_a"), {"x": now + 60_000, "y": now + 3_600_000})
+    client.zadd(keys.delayed(priority_keys("stats_a")[3]), {"z": now + 30_000})
     stats = read_snapshot(client, QUEUES).queues["stats_a"]
     assert stats.delayed == 3
     assert 29.0 < stats.next_due_in <= 30.0
@@ -102,9 +95,9 @@ def test_delayed_sets_and_the_next_due_time(client):
 
 
 def test_counters_land_on_their_queue_and_foreign_names_on_one_series(client):
-    client.hincrby(REJECTED_KEY, "stats_a:bad-body", 2)
-    client.hincrby(REJECTED_KEY, "nowhere:bad-body", 1)
-    client.hincrby(REDELIVERED, "stats_b", 4)
+    client.hincrby(keys.REJECTED, "stats_a:bad-body", 2)
+    client.hincrby(keys.REJECTED, "nowhere:bad-body", 1)
+    client.hincrby(keys.REDELIVERED, "stats_b", 4)
     snapshot = read_snapshot(client, QUEUES)
     assert snapshot.queues["stats_a"].rejected == {"bad-body": 2}
     assert snapshot.queues[OTHER].rejected["bad-body"] >= 1
@@ -112,13 +105,13 @@ def test_counters_land_on_their_queue_and_foreign_names_on_one_series(client):
 
 
 def test_the_beat_leader_and_its_last_tick(client):
-    client.set(BEAT_LEADER, "beat-host:42", px=5000)
-    client.eval(STAMP_TIME, 1, BEAT_TICK)
+    client.set(keys.BEAT_LEADER, "beat-host:42", px=5000)
+    STAMP_TIME(client, (keys.BEAT_TICK,))
     time.sleep(0.3)
     beat = read_snapshot(client, QUEUES).beat
     assert beat.leader == "beat-host:42"
     assert 0.3 <= beat.tick_age < 2.0
-    client.delete(BEAT_LEADER)
+    client.delete(keys.BEAT_LEADER)
     beat = read_snapshot(client, QUEUES).beat
     assert beat.leader is None
     assert beat.tick_age is None

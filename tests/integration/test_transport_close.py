@@ -7,7 +7,8 @@ import logging
 import pytest
 from kombu import Connection
 
-from platform_core.broker.transport import Held, Transport
+from platform_core.broker.qos import Held
+from platform_core.broker.transport import Transport
 
 pytestmark = pytest.mark.integration
 

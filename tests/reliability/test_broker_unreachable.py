@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import django
     django.setup()
     from celery_tasks.cert.probe import whoami
-    from platform_core.tasks.celery_factory import BrokerUnavailable
+    from platform_core.errors import BrokerUnavailable
 
     started = time.monotonic()
     try:

@@ -7,8 +7,8 @@ import random
 import time
 
 from harness.processes import wait_for
+from platform_core.broker import keys
 from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
-from platform_core.broker.scripts import delayed_key
 from tests.reliability.conftest import drill_executions, drill_started_at, new_token, send
 
 # Tasks (and their writes) must outlast a Redis restart: a 30 s hard limit here.
@@ -23,7 +23,7 @@ def test_a_far_eta_from_a_plain_client_is_parked_by_the_worker_and_runs_once_whe
     sent_at = time.time()
     result = send(client, "cert", "drills.record", token, 0, countdown=countdown)
     wait_for(lambda: "parked in the delayed set" in worker.log(), 10, "the worker to park it")
-    assert broker.client().zcard(delayed_key("cert")) == 1
+    assert broker.client().zcard(keys.delayed("cert")) == 1
     wait_for(lambda: drill_executions(broker, token), countdown + 10, "the task to run", 0.1)
     late = drill_started_at(broker, token)[result.id] - (sent_at + countdown)
     time.sleep(2)
@@ -120,7 +120,7 @@ def test_a_thousand_delayed_tasks_run_once_on_time_across_restarts(
     assert not early, f"{len(early)} ran before they were due, by up to {-min(early):.3f} s"
     assert p99_outside <= 1.0
     assert all(worker.alive() for worker in workers)
-    assert broker.client().zcard(delayed_key("cert")) == 0
+    assert broker.client().zcard(keys.delayed("cert")) == 0
 
 
 def percentile(ordered: list[float], pct: int) -> float:

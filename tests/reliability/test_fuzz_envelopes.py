@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
-from platform_core.broker.rejections import REJECTED_KEY
+from platform_core.broker import keys
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 from platform_core.tasks.registry import platform_apps
 from tests.fuzz.envelopes import Item, good_envelope, mutated_items
@@ -122,7 +122,7 @@ def worker_connections(broker, workers) -> set[int]:
 
 
 def rejected_counts(broker) -> dict[str, int]:
-    raw = broker.client().hgetall(REJECTED_KEY)
+    raw = broker.client().hgetall(keys.REJECTED)
     return {key.decode(): int(value) for key, value in raw.items()}
 
 

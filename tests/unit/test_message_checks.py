@@ -16,13 +16,9 @@ from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.serialization import prepare_accept_content
 from kombu.utils.json import dumps
 
-from platform_core.broker.message_checks import (
-    BadMessage,
-    check_envelope,
-    check_task_body,
-    check_task_headers,
-)
-from platform_core.broker.transport import Message, _parse_envelope
+from platform_core.broker.envelope import Message, parse
+from platform_core.broker.message_checks import check_envelope, check_task_body, check_task_headers
+from platform_core.errors import BadMessage
 from platform_core.tasks.registry import platform_apps
 from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
 
@@ -38,7 +34,7 @@ def channel():
 
 def read_as_the_worker_does(channel, raw: bytes):
     """The transport's, then the consumer's, then Celery's reading of one item."""
-    envelope = _parse_envelope(raw)
+    envelope = parse(raw)
     check_envelope(envelope)
     message = Message(envelope, channel=channel)
     message.accept = prepare_accept_content(["json"])

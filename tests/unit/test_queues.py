@@ -2,9 +2,10 @@
 
 import pytest
 
-from platform_core.broker.delays import DEFAULT_MAX_DELAY_SECONDS, DelayTooLong, check_delay
+from platform_core.broker.delays import DEFAULT_MAX_DELAY_SECONDS, check_delay
 from platform_core.config.queues import QUEUES, Limits, policy_for, queue_for_task_name
 from platform_core.config.routing import route_by_task_name
+from platform_core.errors import DelayTooLong
 from platform_core.tasks.celery_factory import queue_settings
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from platform_core.config.queues import QUEUES, SITES, WORKER_COMMANDS
-from platform_core.config.site_skeleton import FILES, BadSiteName, check_name, write_site
+from platform_core.config.site_skeleton import FILES, check_name, write_site
+from platform_core.errors import BadSiteName
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -42,7 +42,7 @@ def test_purge_does_nothing_while_another_run_holds_the_lock():
 
 
 def test_wrong_arguments_fail_with_a_clear_error():
-    from platform_core.tasks.task_base import WrongArguments
+    from platform_core.errors import WrongArguments
 
     # The caller is told before anything is sent…
     with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):

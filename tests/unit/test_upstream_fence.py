@@ -208,8 +208,7 @@ def _held_format():
     source = inspect.getsource(virtual.Message.__init__)
     for field in ("'properties'", "'delivery_tag'", "'body_encoding'", "'delivery_info'"):
         assert field in source, field
-    # kombu's restore marks a message redelivered as scripts.SWEEP and
-    # transport._marked_redelivered do.
+    # kombu's restore marks a message redelivered as lua/mark_redelivered.lua does
     restore = inspect.getsource(kombu_redis.Channel._do_restore_message)
     assert "payload['headers']['redelivered'] = True" in restore
     assert "payload['properties']['delivery_info']['redelivered'] = True" in restore
@@ -340,7 +339,7 @@ def test_a_moved_internal_fails_naming_its_fence(monkeypatch):
     message = str(failure.value)
     assert message.startswith("fence kombu-redis-purge: kombu ")
     assert "kombu.transport.redis.Channel._purge" in message
-    assert "re-verify platform_core.broker.transport" in message
+    assert "re-verify platform_core.broker.channel" in message
     monkeypatch.delattr(kombu_redis.Channel, "_brpop_read")
     with pytest.raises(pytest.fail.Exception, match=r"fence kombu-redis-read: .* is gone"):
         test_every_replaced_upstream_name_still_exists(

@@ -14,7 +14,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.broker.scripts import BEAT_LEADER
+from platform_core.broker import keys
 from platform_core.config.queues import QUEUES
 from platform_core.tasks.drills import executions, starts
 from platform_core.tasks.registry import platform_apps
@@ -41,7 +41,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         if options["action"] == "leader":
-            leader = client.get(BEAT_LEADER)
+            leader = client.get(keys.BEAT_LEADER)
             self.stdout.write(leader.decode() if leader else "none")
             return
         if options["action"] == "runs":  # how many executions, of any task, were recorded

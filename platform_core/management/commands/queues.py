@@ -6,8 +6,8 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.broker.rejections import POISON_REASON
 from platform_core.config.env import redacted
+from platform_core.errors import Rejection
 from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -44,7 +44,7 @@ def render(snapshot: Snapshot) -> str:
                 duration(stats.next_due_in),
                 str(stats.consumers),
                 str(rejected),
-                str(stats.rejected.get(POISON_REASON, 0)),
+                str(stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0)),
                 str(stats.redelivered),
             )
         )

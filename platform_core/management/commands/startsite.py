@@ -5,7 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.config.site_skeleton import BadSiteName, write_site
+from platform_core.config.site_skeleton import write_site
+from platform_core.errors import BadSiteName
 
 
 class Command(BaseCommand):

@@ -1,0 +1,309 @@
+"""Fetching and delivering: kombu's Redis channel with fewer round trips per message.
+
+In a worker's event loop, stock kombu spends three round trips per message: BRPOP, then
+ZADD+HSET to record the delivery, then ZREM+HDEL to acknowledge it. Here one script
+(lua/fetch.lua, called by SHA) applies the last turn's acknowledgements and moves as many
+messages as the prefetch window has room for into this worker's held lists, atomically,
+under the worker's lease (leases). An idle worker waits with BLMOVE, which records the
+message in the same step as the pop.
+
+Each popped item is parsed under a guard (envelope): stock kombu parses it inside the
+event loop, where an item that is not a JSON envelope (anyone can LPUSH into a queue)
+kills the worker with "Unrecoverable error". Here it is logged, counted and dropped.
+
+A message due later than delays.HORIZON_SECONDS is parked in its queue's delayed set
+instead of being pushed onto the queue (by the platform's producers) or held in memory
+(by a worker given one by a plain Celery client); each consuming channel runs a promoter
+that moves due messages to the front of its queues (delays).
+
+Stock kombu also builds a new redis-py client object for every publish (~60 µs of pure
+Python: the client copies its whole response-callback table); here a channel keeps one
+per connection pool.
+"""
+
+import logging
+from contextlib import contextmanager
+from time import monotonic
+
+import redis
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps
+
+from platform_core.broker import envelope, keys
+from platform_core.broker.delays import Promoter, delay_of, should_park
+from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
+from platform_core.broker.message_checks import check_envelope
+from platform_core.broker.qos import ORPHANED_ACKS, Held, QoS
+from platform_core.broker.rejections import report_rejection
+from platform_core.broker.scripts import FETCH, PARK
+from platform_core.broker.sent_stamp import stamp
+from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, Rejection
+
+logger = logging.getLogger("platform_core.broker.transport")
+
+# After a script error (e.g. Redis out of memory), wait before asking again.
+SCRIPT_RETRY_SECONDS = 1.0
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+    Message = envelope.Message
+    from_transport_options = (
+        *kombu_redis.Channel.from_transport_options,
+        "lease_seconds",
+        "lease_sweep_seconds",
+    )
+    # The platform sets both from PLATFORM_LEASE_* (celery_factory).
+    lease_seconds = DEFAULT_LEASE_SECONDS
+    lease_sweep_seconds = DEFAULT_SWEEP_SECONDS
+    _lease = None
+    _promoter = None
+    _sync_client = None
+    _fetch_command = "BRPOP"
+    _blmove_source = None
+    _queue_may_have_more = True
+    _script_retry_at = 0.0
+    _acks_in_flight = ()  # sent with the fetch being read; back to pending if it failed
+
+    def __init__(self, *args, **kwargs):
+        self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
+        super().__init__(*args, **kwargs)
+
+    # fence: kombu-redis-consume
+    def basic_consume(self, queue, *args, **kwargs):
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        consumer_tag = super().basic_consume(queue, *args, **kwargs)
+        if not no_ack:
+            if self._lease is None:
+                self._lease = Lease(
+                    self._create_client(), self.lease_seconds, self.lease_sweep_seconds
+                )
+            sources = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+            self._lease.take(sources)
+            if self._promoter is None:
+                self._promoter = Promoter(self._create_client(), f"promoter {queue}")
+            self._promoter.watch(sources)
+        return consumer_tag
+
+    # fence: kombu-redis-publish
+    def _put(self, queue, message, **kwargs):
+        stamp(message)  # the queue metrics' "oldest message" age starts here
+        delay = delay_of(message)
+        if not should_park(delay):
+            return super()._put(queue, message, **kwargs)
+        # Due later than the horizon: into the delayed set, not onto the queue.
+        key = keys.delayed(self._q_for_pri(queue, self._get_message_priority(message, False)))
+        args = (int(delay * 1000), dumps(message))
+        publish_batch = kwargs.pop("_publish_batch", None)
+        with self.conn_or_acquire() as client:
+            if publish_batch is None:
+                PARK(client, (key,), args)
+                return
+            # The batch's pipeline runs commands as given (no NOSCRIPT retry inside it):
+            # the script is loaded on this Redis first. A Redis restarted before the
+            # flush fails the batch, as any broker failure does ("delivery is uncertain").
+            PARK.load(client)
+            publish_batch.add("execute_command", *PARK.command((key,), args))
+
+    # fence: kombu-redis-purge
+    def _purge(self, queue):
+        purged = super()._purge(queue)
+        with self.conn_or_acquire() as client:
+            with client.pipeline() as pipe:
+                for pri in self.priority_steps:
+                    key = keys.delayed(self._q_for_pri(queue, pri))
+                    pipe.zcard(key).delete(key)
+                return purged + sum(pipe.execute()[::2])
+
+    # fence: kombu-redis-fetch
+    def _brpop_start(self, timeout=None):
+        if monotonic() < self._script_retry_at:
+            return  # Redis refused the script a moment ago
+        if self._lease is None:
+            return super()._brpop_start(timeout)  # no-ack consumers only: nothing to record
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        worker = self._lease.worker_id
+        pairs, record = [], []
+        for pri in self.priority_steps:
+            for queue in queues:
+                key = self._q_for_pri(queue, pri)
+                pairs += (key, keys.held(worker, key))
+                # A no-ack consumer (control replies, e.g. Flower's inspect) never
+                # acknowledges: recording its deliveries would leave them held.
+                record.append("0" if queue in self._no_ack_queues else "1")
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        if not (self._queue_may_have_more or self.qos.pending_acks) and "1" in record:
+            # Idle: wait for the next message, moved into our held list as it is popped.
+            # Only one key can be waited on; the others are fetched after the wait.
+            at = 2 * record.index("1")
+            source, held = pairs[at], pairs[at + 1]
+            self._fetch_command, self._blmove_source = "BLMOVE", source
+            self._queue_may_have_more = True  # after the wait, fetch every key once
+            wait = self.brpop_timeout if timeout is None else timeout
+            self.client.connection.send_command("BLMOVE", source, held, "RIGHT", "LEFT", wait)
+            return
+        room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
+        acks = self.qos.take_pending_acks()
+        self._fetch_command, self._acks_in_flight = "EVALSHA", acks
+        try:
+            self.client.connection.send_command(
+                *FETCH.command(
+                    (keys.LEASES, *pairs, *(held.key for held in acks)),
+                    (worker, room, "".join(record), *(held.raw for held in acks)),
+                )
+            )
+        except BaseException:
+            self.qos.pending_acks.extendleft(reversed(acks))
+            self._in_poll, self._acks_in_flight = None, ()
+            raise
+
+    # fence: kombu-redis-client
+    @contextmanager
+    def conn_or_acquire(self, client=None):
+        if client:
+            yield client
+            return
+        pool = self.pool  # a new pool after a reconnect or fork gets a new client
+        if self._sync_client is None or self._sync_client.connection_pool is not pool:
+            self._sync_client = self._create_client()
+        yield self._sync_client
+
+    def _brpop_read(self, **options):
+        # fence: kombu-redis-read. kombu's _brpop_read (copied), reading any of the three
+        # replies (BRPOP for no-ack consumers, BLMOVE while idle, the fetch script),
+        # envelopes parsed under a guard.
+        command, acks = self._fetch_command, self._acks_in_flight
+        self._acks_in_flight = ()
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, command, **options)
+            except self.connection_errors:
+                # Whether the script ran is unknown: the next connection removes them
+                # again (removing an item no longer held changes nothing).
+                ORPHANED_ACKS.extend(acks)
+                self.client.connection.disconnect()
+                raise
+            except self.ResponseError as exc:
+                if command != "EVALSHA":
+                    raise
+                # Refused as a whole (NOSCRIPT, out of memory) or applied before a lost
+                # lease was found: sent again with the next fetch either way.
+                self.qos.pending_acks.extendleft(reversed(acks))
+                self._on_script_error(exc)
+                raise kombu_redis.Empty() from exc
+            if command == "EVALSHA":
+                items = [reply[i : i + 3] for i in range(0, len(reply or ()), 3)]
+                self._queue_may_have_more = bool(items)
+            elif command == "BLMOVE":
+                items = [(self._blmove_source, reply, 1)] if reply is not None else []
+            else:
+                items = [(*reply, 0)] if reply else []
+            if not items:
+                raise kombu_redis.Empty()
+            for key, item, recorded in items:
+                key = bytes_to_str(key)
+                held = Held(keys.held(self._lease.worker_id, key), key, item) if recorded else None
+                self._deliver_item(key.rsplit(self.sep, 1)[0], item, held)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _deliver_item(self, dest, item, held):
+        self._queue_cycle.rotate(dest)
+        parsed = None
+        try:
+            parsed = envelope.parse(item)
+            check_envelope(parsed)
+            tag = parsed["properties"]["delivery_tag"]
+            if tag in self.qos._delivered and tag not in self.qos._dirty:  # _dirty: acked
+                raise BadMessage(
+                    Rejection.BAD_ENVELOPE,
+                    "properties.delivery_tag",
+                    "is the tag of another message this worker holds (a copied message)",
+                )
+        except BadMessage as exc:
+            self._forget(held)
+            report_rejection(dest, exc.reason, str(exc), **envelope.context(parsed, item))
+            return
+        if held is not None:
+            delay = delay_of(parsed)
+            if should_park(delay):  # e.g. a far ETA from a plain Celery client
+                self._park_held(held, delay, parsed)
+                return
+            self.qos.held[tag] = held
+        try:
+            self.connection._deliver(parsed, dest)
+        except BROKER_ERRORS:
+            raise
+        except Exception as exc:
+            # The consumer rejects what it finds wrong itself; this is what neither
+            # layer's checks foresaw. It must not reach kombu's connection handling.
+            if tag in self.qos._delivered:
+                self.qos.ack(tag)
+            else:
+                self._forget(self.qos.held.pop(tag, None))
+            if isinstance(exc, BadMessage):
+                reason, detail = exc.reason, str(exc)
+            else:
+                reason, detail = Rejection.UNEXPECTED, f"{type(exc).__name__}: {exc}"
+            report_rejection(dest, reason, detail, **envelope.context(parsed, item))
+
+    def _park_held(self, held, delay, parsed):
+        """Move a delivery due later than the horizon from our held list to its delayed set."""
+        with self.conn_or_acquire() as client:
+            due = PARK(client, (keys.delayed(held.source), held.key), (int(delay * 1000), held.raw))
+        if due >= 0:
+            logger.info(
+                "Task %s due in %.0f s parked in the delayed set of %s",
+                envelope.context(parsed, held.raw).get("id", "?"),
+                delay,
+                held.source,
+            )
+
+    def _forget(self, held):
+        """Drop a rejected item from this worker's held list (it is not run again)."""
+        if held is not None:
+            self.qos.pending_acks.append(held)
+            if not self.connection.defers_acks:
+                self.qos.flush_acks()
+
+    def _on_script_error(self, exc):
+        if isinstance(exc, redis.exceptions.NoScriptError):
+            # This Redis does not know the script (restarted, or its cache flushed):
+            # load it; the next poll fetches.
+            with self.conn_or_acquire() as client:
+                FETCH.load(client)
+            return
+        if LeaseLost.from_reply(exc):
+            self._lease.renew_after_loss()
+            return
+        # Refused as a whole (out of memory, busy, read-only): nothing was popped.
+        self._script_retry_at = monotonic() + SCRIPT_RETRY_SECONDS
+        logger.error(
+            "Redis refused the fetch script: %s; retrying in %.0f s", exc, SCRIPT_RETRY_SECONDS
+        )
+
+    def close(self):
+        # Acknowledged work must not be restored (and run again) by a restart.
+        if not self.closed:
+            try:
+                self.qos.flush_acks()
+            except self.connection_errors as exc:
+                logger.warning(
+                    "%d acknowledgement(s) not recorded (%s): the next connection records "
+                    "them, unless this worker's lease expires first",
+                    len(self.qos.pending_acks),
+                    exc,
+                )
+                ORPHANED_ACKS.extend(self.qos.take_pending_acks())
+        super().close()  # reserved messages go back to their queues here
+        if self._promoter is not None:
+            self._promoter.stop()
+        if self._lease is not None:
+            self._lease.release()

@@ -1,0 +1,130 @@
+"""Acknowledgements: what this worker holds, and when it stops holding it.
+
+Every delivery the fetch script records is a :class:`Held` (this worker's held list, the
+queue it came from, the item byte for byte). Acknowledging one removes it from the held
+list; inside a worker's event loop the removals of one loop turn are kept until the next
+fetch, which carries them (lua/fetch.lua), or go in one pipeline at the end of the turn
+(transport.MultiChannelPoller). Deliveries made some other way (basic_get) keep kombu's
+own bookkeeping.
+"""
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+from platform_core.broker.scripts import RESTORE
+from platform_core.errors import BROKER_ERRORS
+
+logger = logging.getLogger("platform_core.broker.transport")
+
+# Acknowledgements made on a channel that has since closed (its connection was lost):
+# the process's next consuming channel sends them with its first fetch. Only removals
+# from this process's own held lists, so any channel may carry them.
+ORPHANED_ACKS: deque = deque()
+
+
+@dataclass(frozen=True)
+class Held:
+    """Where a delivery is recorded: this worker's held list for its queue key."""
+
+    key: str  # platform:held:<worker id>:<queue key>
+    source: str  # the queue key it was taken from
+    raw: bytes  # the item exactly as popped (LREM matches it byte for byte)
+
+
+# fence: kombu-redis-qos (append, ack, reject, restore_unacked; virtual.QoS's bookkeeping)
+class QoS(kombu_redis.QoS):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.held: dict[str, Held] = {}  # delivery tag -> its record
+        self.pending_acks: deque[Held] = deque()  # acknowledged, not yet removed
+
+    def append(self, message, delivery_tag):
+        if delivery_tag in self.held:  # recorded under this worker by the fetch
+            virtual.QoS.append(self, message, delivery_tag)
+        else:  # delivered some other way (basic_get): kombu's own record
+            super().append(message, delivery_tag)
+
+    def ack(self, delivery_tag):
+        held = self.held.pop(delivery_tag, None)
+        if held is None:
+            super().ack(delivery_tag)
+            return
+        virtual.QoS.ack(self, delivery_tag)
+        if self.channel.closed:
+            # A task that finished after its connection was lost: the next channel
+            # of this process removes the record, if it comes before the sweep does.
+            ORPHANED_ACKS.append(held)
+            return
+        self.pending_acks.append(held)
+        if not self.channel.connection.defers_acks:
+            self.flush_acks()
+
+    def reject(self, delivery_tag, requeue=False):
+        held = self.held.pop(delivery_tag, None)
+        if held is None:
+            super().reject(delivery_tag, requeue=requeue)
+            return
+        if requeue:
+            self.restore([held])
+        else:
+            self.pending_acks.append(held)
+            self.flush_acks()
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_unacked(self, client=None):
+        # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues.
+        others = [tag for tag in self._delivered if tag not in self.held]
+        mine = [tag for tag in self._delivered if tag in self.held]
+        if client is None and self.channel.connection.client is None:
+            # Closing after the broker was lost, with the connection already torn down:
+            # nothing left to reach Redis with (kombu would fail building a pool and the
+            # worker would die). Kept: this worker's lease expiry hands them back.
+            logger.warning(
+                "%d delivery(ies) not handed back now: the connection is closed", len(mine)
+            )
+            return
+        try:
+            self.restore([self.held[tag] for tag in mine], client=client)
+        except BROKER_ERRORS as exc:
+            # Kept: a task still running acknowledges later (ORPHANED_ACKS); the rest
+            # goes back when this worker's lease expires.
+            logger.warning("%d delivery(ies) not handed back now: %s", len(mine), exc)
+            return
+        for tag in mine:
+            del self.held[tag]
+        with self.channel.conn_or_acquire(client) as client:
+            for tag in others:
+                self.restore_by_tag(tag, client=client)
+        self._delivered.clear()
+
+    def restore(self, records, client=None):
+        """Hand records back to the front of their queues, marked redelivered (one script)."""
+        if not records:
+            return
+        keys = [key for held in records for key in (held.key, held.source)]
+        with self.channel.conn_or_acquire(client) as client:
+            RESTORE(client, keys, [held.raw for held in records])
+
+    def take_pending_acks(self) -> list[Held]:
+        acks = []
+        for pending in (self.pending_acks, ORPHANED_ACKS):
+            while pending:
+                acks.append(pending.popleft())
+        return acks
+
+    def flush_acks(self):
+        acks = self.take_pending_acks()
+        if not acks:
+            return
+        try:
+            with self.pipe_or_acquire() as pipe:
+                for held in acks:
+                    pipe.lrem(held.key, 1, held.raw)
+                pipe.execute()
+        except BaseException:
+            self.pending_acks.extendleft(reversed(acks))
+            raise
