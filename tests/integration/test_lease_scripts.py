@@ -214,9 +214,13 @@ def test_both_restore_paths_mark_a_message_as_kombu_does(server, redis_url):
     held = keys.held("alive", "script_test")
     assert RESTORE(server, (held, "script_test"), (kept_item,)) == 1
     assert RESTORE(server, (held, "script_test"), (kept_item,)) == 0  # no longer held
-    for original, raw in zip(
-        (swept_item, kept_item), reversed(server.lrange("script_test", 0, -1)), strict=True
-    ):
+    originals = {
+        json.loads(item)["properties"]["delivery_tag"]: item for item in (swept_item, kept_item)
+    }
+    restored = server.lrange("script_test", 0, -1)
+    assert len(restored) == 2
+    for raw in restored:
+        original = originals.pop(json.loads(raw)["properties"]["delivery_tag"])
         ours, theirs = json.loads(raw), kombu_restored(json.loads(original))
         assert ours == theirs
         assert ours["headers"]["redelivered"] is True
