@@ -522,7 +522,7 @@ def print_table(results):
         ("fleet RSS ≤ ½ stock fleet", platform_["fleet_rss_mb"] <= stock["fleet_rss_mb"] / 2),
         ("restart → 5 pings ≤ 5 s", (platform_["restart_to_5_pings_s"] or 1e9) <= 5),
     ]
-    print("\n| target (issue 5) | met in this run |")
+    print("\n| performance target | met in this run |")
     print("|---|---|")
     for label, met in targets:
         print(f"| {label} | {'yes' if met else 'no'} |")
@@ -569,7 +569,7 @@ def print_memory(results):
             )
             print(f"| {label}, {state} | " + " | ".join(cells) + " |")
     dev = results["platform_dev"]
-    print("\n| target (issue 12) | met in this run |")
+    print("\n| memory target | met in this run |")
     print("|---|---|")
     for label, met in (
         (

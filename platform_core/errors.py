@@ -35,6 +35,7 @@ class Rejection(StrEnum):
     UNDECODABLE = "undecodable"  # the body does not decode with its content type
     INVALID = "invalid"  # Celery refused it (e.g. a content type not accepted)
     UNKNOWN_TASK = "unknown-task"  # no such task on this worker
+    DRILLS_OFF = "drills-off"  # a fault drill sent to a host whose drills are off
     WRONG_ARGUMENTS = "wrong-arguments"  # arguments do not fit the task's signature
     TOO_MANY_ATTEMPTS = "too-many-attempts"  # delivered PLATFORM_MAX_ATTEMPTS times, never done
     UNEXPECTED = "unexpected"  # what no check foresaw; still one line, never a reconnect

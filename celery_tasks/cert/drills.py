@@ -1,4 +1,7 @@
-"""Fault drills on the cert queue (see platform_core.tasks.drills)."""
+"""Fault drills on the cert queue (see platform_core.tasks.drills).
+
+Loaded only where PLATFORM_DRILLS is on (platform_core.config.drills).
+"""
 
 from platform_core.tasks.drills import kill_own_process, record_execution
 from sites.cert.celery_app import cert_app

@@ -80,7 +80,8 @@ def create_app(queue: str) -> PlatformCelery:
     app = PlatformCelery(
         queue,
         task_cls="platform_core.tasks.task_base:PlatformTask",
-        include=task_modules(queue),
+        # Fault drills only where PLATFORM_DRILLS is on (platform_core.config.drills).
+        include=task_modules(queue, drills=settings.PLATFORM_DRILLS),
     )
     results.install(app)
     app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -2,6 +2,7 @@
 
 import importlib
 
+from django.conf import settings
 from django.core.checks import Error, register
 
 from platform_core.config.discovery import all_task_modules
@@ -35,7 +36,10 @@ def _fix_for(task_name: str, module: str, app_queue: str) -> Error:
 @register("celery")
 def check_task_placement(app_configs, **kwargs):
     errors = []
-    for module in all_task_modules():
+    # Not the drill modules where drills are off: importing one registers its tasks on
+    # its app, and a worker command runs these checks in the process that becomes the
+    # worker (platform_core.config.drills).
+    for module in all_task_modules(drills=settings.PLATFORM_DRILLS):
         try:
             importlib.import_module(module)
         except Exception as exc:

@@ -27,6 +27,7 @@ from kombu.exceptions import ContentDisallowed
 
 from platform_core.broker.message_checks import check_task_body, check_task_headers
 from platform_core.broker.rejections import report_rejection
+from platform_core.config.drills import DRILLS_OFF, is_drill
 from platform_core.errors import BROKER_ERRORS, BadMessage, Rejection
 
 logger = logging.getLogger("platform_core.rejected")
@@ -130,11 +131,15 @@ class PlatformConsumer(Consumer):
     def on_unknown_task(self, body, message, exc):
         headers = message.headers or {}
         name, task_id = headers.get("task", "?"), headers.get("id")
-        self._drop(
-            message,
-            Rejection.UNKNOWN_TASK,
-            f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
-        )
+        if isinstance(name, str) and is_drill(name) and not settings.PLATFORM_DRILLS:
+            # Not loaded on purpose (platform_core.config.drills): say so, and how to enable.
+            self._drop(message, Rejection.DRILLS_OFF, f"{name} is a fault drill and {DRILLS_OFF}")
+        else:
+            self._drop(
+                message,
+                Rejection.UNKNOWN_TASK,
+                f"no task {name!r} on the {self._queue} worker (check the name and the queue)",
+            )
         if task_id:
             # The caller waiting on the result learns why, as with stock Celery.
             request = AttributeDict(

@@ -1,7 +1,9 @@
 """Fault drills: tasks whose every execution is recorded, so duplicates and losses show.
 
 Operators run them to check a deployment (`manage probe` is the quick form); the
-reliability tests inject faults around them.
+reliability tests inject faults around them. The tasks themselves live in
+``celery_tasks/<queue>/drills.py``, loaded only where PLATFORM_DRILLS is on
+(platform_core.config.drills).
 """
 
 import json

@@ -3,7 +3,9 @@
 import importlib
 
 from celery.exceptions import NotRegistered
+from django.conf import settings
 
+from platform_core.config.drills import DRILLS_OFF, is_drill
 from platform_core.config.queues import queue_for_task_name
 
 
@@ -14,6 +16,8 @@ def apply_by_name(name: str, args=None, kwargs=None, task_id=None):
     """
     if queue_for_task_name(name) is None:
         raise NotRegistered(f"{name} (only celery_tasks.<queue>.… names run synchronously)")
+    if is_drill(name) and not settings.PLATFORM_DRILLS:
+        raise NotRegistered(f"{name} is a fault drill and {DRILLS_OFF}")
     module_name, _, attribute = name.rpartition(".")
     try:
         task = getattr(importlib.import_module(module_name), attribute)

@@ -140,6 +140,11 @@ PLATFORM_LEASE_SWEEP_SECONDS = env_int("PLATFORM_LEASE_SWEEP_SECONDS", leases.DE
 # A message delivered this many times without completing (its worker died each time)
 # is recorded as failed instead of being run again.
 PLATFORM_MAX_ATTEMPTS = env_int("PLATFORM_MAX_ATTEMPTS", 3)
+# Fault drills (celery_tasks/<queue>/drills.py: tasks that record every run, retry on
+# purpose, or kill their own pool process) are loaded only where this is on; a worker
+# without them refuses a drill with one line saying how to enable them
+# (platform_core.config.drills). Development default: on; production: off.
+PLATFORM_DRILLS = env_bool("PLATFORM_DRILLS", default=not DEPLOYED)
 # Larger messages are rejected before they are decoded.
 PLATFORM_MAX_MESSAGE_BYTES = env_int("PLATFORM_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 # How long the active beat's leader lock lives without a refresh (failover bound).

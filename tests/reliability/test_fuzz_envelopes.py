@@ -1,4 +1,4 @@
-"""Issue 10: every field of a queue item, fuzzed with hypothesis, pushed raw into the five
+"""Every field of a queue item, fuzzed with hypothesis, pushed raw into the five
 queues of five real workers, interleaved with good tasks and with a task running.
 
 For every example: no worker died; no reconnect (no "Connection to broker lost" in any
@@ -235,7 +235,8 @@ def _regression(queue, path, edit):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(items=examples())
-# The finding of issue 10: properties without a delivery tag made every worker reconnect.
+# The first finding of this fuzzing: properties without a delivery tag made every worker
+# reconnect.
 @example(
     items=_regression(
         "cert", ("properties", "delivery_tag"), lambda e: e["properties"].pop("delivery_tag")

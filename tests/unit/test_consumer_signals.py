@@ -165,3 +165,24 @@ def test_an_invalid_task_from_celerys_strategy_is_rejected_with_the_signal(app, 
         connection.release()
     assert sent["signals"] == [("task_rejected", "InvalidTaskError")] * 2
     assert sent["reported"] == ["invalid"]
+
+
+def test_a_drill_on_a_worker_without_drills_is_refused_as_unknown_with_its_reason(
+    app, sent, settings
+):
+    # Where PLATFORM_DRILLS is off the drill modules are not loaded: the message reaches
+    # the unknown-task path, which names the setting (platform_core.config.drills).
+    drill = "celery_tasks.cert.drills.record"
+    for drills_on, reason in ((False, "drills-off"), (True, "unknown-task")):
+        settings.PLATFORM_DRILLS = drills_on
+        message = _deliver(
+            platform_consumer.PlatformConsumer,
+            app,
+            lambda ch: _message(ch, _headers(task=drill)),
+        )
+        assert sent["reported"] == [reason]
+        assert sent["signals"] == [("task_unknown", "KeyError", drill, _headers()["id"])]
+        assert sent["failed"] == [(_headers()["id"], "NotRegistered", drill)]
+        assert message.acknowledged
+        for record in sent.values():
+            record.clear()

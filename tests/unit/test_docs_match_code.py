@@ -32,6 +32,7 @@ IN_WORDS = {
     "PLATFORM_METRICS_AUTH",
     "PLATFORM_METRICS_AUTH_FILE",
     "PLATFORM_TASK_EVENTS_OFF",
+    "PLATFORM_DRILLS",
 }
 # What each variable sets, where the setting's name is not the variable's.
 SETTING_OF = {

@@ -6,6 +6,10 @@ manage drill report --token T      → {"sent": 6, "executed": 6, "lost": 0, "du
 manage drill starts --token T      → {"<task id>": [{"host": "worker-1", "at": 1700000000.5}]}
                                      (every start of each task, earliest first: a task
                                      re-run after its host was lost has two)
+manage drill leader                → which beat holds the leader lock (not a drill: always)
+
+Drills are opt-in per host (PLATFORM_DRILLS, off with DJANGO_ENV=production): where they
+are off, every action but ``leader`` stops with one line saying how to enable them.
 """
 
 import json
@@ -15,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.broker import keys
+from platform_core.config.drills import DRILLS_OFF
 from platform_core.config.queues import QUEUES
 from platform_core.tasks.drills import executions, starts
 from platform_core.tasks.registry import platform_apps
@@ -44,6 +49,8 @@ class Command(BaseCommand):
             leader = client.get(keys.BEAT_LEADER)
             self.stdout.write(leader.decode() if leader else "none")
             return
+        if not settings.PLATFORM_DRILLS:
+            raise CommandError(f"drill {options['action']}: {DRILLS_OFF}")
         if options["action"] == "runs":  # how many executions, of any task, were recorded
             self.stdout.write(str(sum(executions(options["token"]).values())))
             return
