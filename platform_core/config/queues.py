@@ -13,6 +13,8 @@ import os
 import pkgutil
 from dataclasses import dataclass
 
+from platform_core.config import timeouts
+
 LONG_RUNNING = "long_running"
 # Packages under sites/ that are not sites: the shared settings, the long-running app.
 _NOT_SITES = {"base", LONG_RUNNING}
@@ -100,8 +102,8 @@ class QueuePolicy:
             "unacked_restore_throttle": 1,
             # A broker that vanishes without closing the TCP connection (failover, NAT)
             # must not hang a publish forever.
-            "socket_connect_timeout": 2,
-            "socket_timeout": 3,
+            "socket_connect_timeout": timeouts.CONNECT_SECONDS,
+            "socket_timeout": timeouts.COMMAND_SECONDS,
             "socket_keepalive": True,
         }
 

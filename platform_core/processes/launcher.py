@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from platform_core.broker import clients
 from platform_core.config.env import redacted
 from platform_core.config.queues import app_path
 
@@ -29,7 +30,7 @@ def wait_for_broker(wait_seconds: float) -> None:
     url = settings.CELERY_BROKER_URL
     deadline = time.monotonic() + wait_seconds
     while True:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client = clients.connect(url)
         try:
             client.ping()
             return

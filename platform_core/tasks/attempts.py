@@ -5,23 +5,16 @@ and kills the next worker too, forever (celery#3541, #4984). Only *redelivered*
 messages are counted, so the normal path costs nothing.
 """
 
-import redis
-from django.conf import settings
-
-from platform_core.broker import keys
+from platform_core.broker import clients, keys
 
 ATTEMPTS_TTL_SECONDS = 7 * 24 * 60 * 60
 
 
 def count_redelivery(task_id: str) -> int:
     """Record one more delivery of ``task_id``; return how many deliveries there were."""
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
     key = keys.attempts(task_id)
-    try:
-        with client.pipeline() as pipe:
-            # The first delivery was not counted: a redelivery is attempt 2 or later.
-            pipe.set(key, 1, nx=True, ex=ATTEMPTS_TTL_SECONDS)
-            pipe.incr(key)
-            return int(pipe.execute()[1])
-    finally:
-        client.close()
+    with clients.shared().pipeline() as pipe:
+        # The first delivery was not counted: a redelivery is attempt 2 or later.
+        pipe.set(key, 1, nx=True, ex=ATTEMPTS_TTL_SECONDS)
+        pipe.incr(key)
+        return int(pipe.execute()[1])

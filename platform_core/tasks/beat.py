@@ -15,7 +15,7 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import LockError
 
-from platform_core.broker import keys
+from platform_core.broker import clients, keys
 from platform_core.broker.scripts import STAMP_TIME
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self._identity = f"{socket.gethostname()}:{os.getpid()}"
-        self._redis = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
+        self._redis = clients.shared()
         self._ttl = settings.PLATFORM_BEAT_LOCK_TTL
         # A standby polls at a third of the TTL: it takes over at most TTL + TTL/3
         # after the leader's last refresh.

@@ -13,19 +13,14 @@ import socket
 import time
 
 import redis
-from django.conf import settings
 
-EXECUTIONS_KEY = "platform:drill:{token}"
-# When each task last started (this host's clock, seconds): lateness of delayed tasks.
-STARTED_AT_KEY = "platform:drill:{token}:started_at"
-# Every start of every task, in order: JSON {"task", "host", "at"} (a drill that powers a
-# host off reads which task ran where, and when its re-run began on another host).
-STARTS_KEY = "platform:drill:{token}:starts"
+from platform_core.broker import clients, keys
+
+# Records under keys.drill(token, part): executions per task id (no part), "started_at"
+# (when each task last started, this host's clock: lateness of delayed tasks), "starts"
+# (every start of every task, in order: JSON {"task", "host", "at"}, so a drill that
+# powers a host off reads which task ran where and when its re-run began elsewhere).
 KEEP_SECONDS = 7 * 24 * 3600
-
-
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
 
 
 def record_execution(token: str, task_id: str, seconds: float, patience: float = 20) -> int:
@@ -39,29 +34,24 @@ def record_execution(token: str, task_id: str, seconds: float, patience: float =
     time.sleep(seconds)
     deadline = time.monotonic() + patience
     while True:
-        client = _client()
         try:
-            with client.pipeline() as pipe:
-                pipe.hincrby(EXECUTIONS_KEY.format(token=token), task_id, 1)
-                pipe.hset(STARTED_AT_KEY.format(token=token), task_id, repr(started_at))
+            with clients.shared().pipeline() as pipe:
+                pipe.hincrby(keys.drill(token), task_id, 1)
+                pipe.hset(keys.drill(token, "started_at"), task_id, repr(started_at))
                 return int(pipe.execute()[0])
         except redis.ConnectionError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-        finally:
-            client.close()
 
 
 def _record_start(token: str, task_id: str, started_at: float) -> None:
     """Best effort, one try with short timeouts: a drill restarting Redis may lose a
     start record, never the task (its verdict rests on the execution count, which
     record_execution writes with patience)."""
-    key = STARTS_KEY.format(token=token)
+    key = keys.drill(token, "starts")
     entry = json.dumps({"task": task_id, "host": socket.gethostname(), "at": started_at})
-    client = redis.Redis.from_url(
-        settings.CELERY_BROKER_URL, socket_timeout=1, socket_connect_timeout=1
-    )
+    client = clients.connect(probe=True)
     try:
         with client.pipeline() as pipe:
             pipe.rpush(key, entry)
@@ -75,11 +65,7 @@ def _record_start(token: str, task_id: str, started_at: float) -> None:
 
 def starts(token: str) -> dict[str, list[dict]]:
     """task id -> its starts, earliest first: [{"host": ..., "at": unix time}, ...]."""
-    client = _client()
-    try:
-        raw = client.lrange(STARTS_KEY.format(token=token), 0, -1)
-    finally:
-        client.close()
+    raw = clients.shared().lrange(keys.drill(token, "starts"), 0, -1)
     found: dict[str, list[dict]] = {}
     for item in raw:
         entry = json.loads(item)
@@ -90,11 +76,7 @@ def starts(token: str) -> dict[str, list[dict]]:
 
 
 def executions(token: str) -> dict[str, int]:
-    client = _client()
-    try:
-        raw = client.hgetall(EXECUTIONS_KEY.format(token=token))
-    finally:
-        client.close()
+    raw = clients.shared().hgetall(keys.drill(token))
     return {key.decode(): int(value) for key, value in raw.items()}
 
 

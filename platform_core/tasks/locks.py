@@ -5,9 +5,8 @@ import contextlib
 import threading
 
 import redis
-from django.conf import settings
 
-from platform_core.broker import keys
+from platform_core.broker import clients, keys
 
 _local_locks: dict[str, threading.Lock] = {}
 
@@ -27,8 +26,7 @@ def exclusive(name: str, ttl_seconds: int, *, eager: bool):
             if acquired:
                 lock.release()
         return
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    lock = client.lock(keys.lock(name), timeout=ttl_seconds, blocking=False)
+    lock = clients.shared().lock(keys.lock(name), timeout=ttl_seconds, blocking=False)
     acquired = lock.acquire()
     try:
         yield acquired
@@ -36,4 +34,3 @@ def exclusive(name: str, ttl_seconds: int, *, eager: bool):
         if acquired:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
-        client.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from platform_core.broker import delays, leases
-from platform_core.config import queues
+from platform_core.config import queues, timeouts
 from platform_core.config.env import env_bool, env_int, env_list, env_required
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -203,7 +203,7 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Bound the wait for a broker when publishing, so a web request fails fast.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-timeout
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_TIMEOUT = timeouts.CONNECT_SECONDS
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-publish-retry-policy
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 1,
@@ -211,11 +211,12 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 1,
 }
-# Redis connections fail fast instead of hanging on a vanished peer.
+# Redis connections fail fast instead of hanging on a vanished peer (the one timeout
+# policy: platform_core.config.timeouts).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-connect-timeout
-CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = timeouts.CONNECT_SECONDS
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-socket-timeout
-CELERY_REDIS_SOCKET_TIMEOUT = 3
+CELERY_REDIS_SOCKET_TIMEOUT = timeouts.COMMAND_SECONDS
 # Workers keep retrying a lost broker connection at start-up and later.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-retry-on-startup
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

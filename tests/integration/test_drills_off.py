@@ -16,7 +16,6 @@ from celery import Celery
 from harness.processes import ROOT, Process, manage, wait_for
 from platform_core.broker import keys
 from platform_core.config.drills import DRILLS_OFF, is_drill
-from platform_core.tasks.drills import EXECUTIONS_KEY, STARTS_KEY
 
 RECORD = "celery_tasks.cert.drills.record"
 
@@ -78,8 +77,8 @@ def test_a_production_worker_refuses_a_drill_and_runs_the_next_task(
         answer = client.send_task("celery_tasks.cert.probe.whoami", queue="cert").get(timeout=30)
         assert answer["worker"].startswith("nodrills@")
         # Not run: no execution and no start recorded under the token.
-        assert not broker.exists(EXECUTIONS_KEY.format(token=token))
-        assert not broker.exists(STARTS_KEY.format(token=token))
+        assert not broker.exists(keys.drill(token))
+        assert not broker.exists(keys.drill(token, "starts"))
         assert worker.alive()
     finally:
         worker.stop()

@@ -14,17 +14,14 @@ are off, every action but ``leader`` stops with one line saying how to enable th
 
 import json
 
-import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.broker import keys
+from platform_core.broker import clients, keys
 from platform_core.config.drills import DRILLS_OFF
 from platform_core.config.queues import QUEUES
 from platform_core.tasks.drills import executions, starts
 from platform_core.tasks.registry import platform_apps
-
-SENT_KEY = "platform:drill:{token}:sent"
 
 
 class Command(BaseCommand):
@@ -44,7 +41,7 @@ class Command(BaseCommand):
         sub.add_parser("leader", help="which beat holds the leader lock (host:pid)")
 
     def handle(self, *args, **options):
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        client = clients.connect()
         if options["action"] == "leader":
             leader = client.get(keys.BEAT_LEADER)
             self.stdout.write(leader.decode() if leader else "none")
@@ -57,7 +54,7 @@ class Command(BaseCommand):
         if options["action"] == "starts":
             self.stdout.write(json.dumps(starts(options["token"]), sort_keys=True))
             return
-        key = SENT_KEY.format(token=options["token"])
+        key = keys.drill(options["token"], "sent")
         if options["action"] == "send":
             app = platform_apps()[options["queue"]]
             if app.conf.task_always_eager:

@@ -6,6 +6,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from platform_core.broker import clients
 from platform_core.config.env import redacted
 from platform_core.errors import Rejection
 from platform_core.observe.queue_stats import Snapshot, read_snapshot
@@ -95,9 +96,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        client = redis.Redis.from_url(
-            settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5
-        )
+        client = clients.connect()
         interval = options["watch"]
         try:
             while True:

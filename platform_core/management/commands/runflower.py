@@ -2,10 +2,10 @@ import logging
 import os
 import re
 
-import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from platform_core.broker import clients
 from platform_core.config.env import read_secret
 from platform_core.observe import flower_fence, metrics
 from platform_core.processes.launcher import (
@@ -86,10 +86,7 @@ class Command(BaseCommand):
         # Flower runs in this process: its /metrics and the metrics port both serve
         # the default registry, where the platform's collector joins Flower's own.
         flower_fence.require_credentials_for_metrics()
-        client = redis.Redis.from_url(
-            settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2
-        )
-        metrics.register(client)
+        metrics.register(clients.connect())
         if not credentials:
             logger.warning(
                 "No metrics port: PLATFORM_METRICS_AUTH is not set. Flower's /metrics "

@@ -13,6 +13,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from platform_core.broker import clients
 from platform_core.config.env import redacted
 from platform_core.config.queues import (
     DEFAULT_LONG_RUNNING_SITE,
@@ -37,7 +38,7 @@ BEAT_HOST = DEFAULT_LONG_RUNNING_SITE
 
 
 def _redis_reachable(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    client = clients.connect(url, probe=True)
     try:
         return bool(client.ping())
     except redis.RedisError:

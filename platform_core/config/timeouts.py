@@ -1,0 +1,16 @@
+"""How long the platform waits on Redis: one policy for every client it opens.
+
+kombu's clients (workers' fetches, leases, promoters, producers: config.queues'
+transport options), Celery's result backend (sites/base/settings.py) and every client
+of platform_core.broker.clients take their timeouts from here.
+"""
+
+# A TCP connect: a broker that has not accepted within this is taken for down (enqueues
+# fail fast with one line instead of hanging a web request).
+CONNECT_SECONDS = 2
+# A reply: every command and script the platform sends answers in milliseconds, so a
+# reply later than this means Redis is stuck or gone. Blocking reads (BLMOVE) wait at
+# most kombu's brpop_timeout (1 s), below this.
+COMMAND_SECONDS = 3
+# "Is a Redis there?" checks, and best-effort writes that must not delay their caller.
+PROBE_SECONDS = 1
