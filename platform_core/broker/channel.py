@@ -32,12 +32,13 @@ from kombu.utils.json import dumps
 
 from platform_core.broker import envelope, keys
 from platform_core.broker.delays import Promoter, delay_of, should_park
-from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS, Lease
+from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
 from platform_core.broker.qos import ORPHANED_ACKS, Held, QoS
 from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
+from platform_core.config.environment import DEFAULTS
 from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, Rejection
 
 logger = logging.getLogger("platform_core.broker.transport")
@@ -55,8 +56,8 @@ class Channel(kombu_redis.Channel):
         "lease_sweep_seconds",
     )
     # The platform sets both from PLATFORM_LEASE_* (celery_factory).
-    lease_seconds = DEFAULT_LEASE_SECONDS
-    lease_sweep_seconds = DEFAULT_SWEEP_SECONDS
+    lease_seconds = DEFAULTS.lease_seconds
+    lease_sweep_seconds = DEFAULTS.lease_sweep_seconds
     _lease = None
     _promoter = None
     _sync_client = None

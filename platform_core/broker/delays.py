@@ -36,9 +36,6 @@ HORIZON_SECONDS = 2.0
 PROMOTE_POLL_SECONDS = 1.0
 # Messages moved per delayed set per script call (a promoter repeats while it moves more).
 PROMOTE_BATCH = 500
-# The longest delay accepted (settings.PLATFORM_MAX_DELAY_SECONDS): beyond it a
-# delay is far more likely a unit mistake (ms for s) than a plan.
-DEFAULT_MAX_DELAY_SECONDS = 30 * 24 * 60 * 60
 
 
 def timestamp_of(eta) -> float:

@@ -30,9 +30,6 @@ LEASE_KEYS = (keys.LEASES, keys.LEASE_SOURCES, keys.LEASE_RENEWED)
 
 logger = logging.getLogger(__name__)
 
-# A dead worker's messages are back on their queues within lease + sweep seconds.
-DEFAULT_LEASE_SECONDS = 15
-DEFAULT_SWEEP_SECONDS = 5
 # Expired leases swept per script call (a sweep repeats while it finds more).
 SWEEP_BATCH = 20
 

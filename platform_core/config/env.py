@@ -1,46 +1,11 @@
-"""Reading settings from the environment with errors that name the variable to set."""
+"""Secrets from the environment (read when used, never kept), and URLs fit for a log line.
+
+Settings are read once, typed, in platform_core.config.environment."""
 
 import os
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use 1/0, true/false, on/off")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
-
-
-def env_list(name: str) -> list[str]:
-    """A comma-separated variable as a list, blanks dropped."""
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
-def env_required(name: str, hint: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise ImproperlyConfigured(f"{name} is not set. {hint}")
-    return value
 
 
 def read_secret(name: str) -> str:

@@ -9,7 +9,6 @@ another, whatever its length or delay. The hard time limit only stops runaway ta
 """
 
 import importlib.util
-import os
 import pkgutil
 from dataclasses import dataclass
 
@@ -54,10 +53,6 @@ def worker_command(queue: str) -> str:
 
 
 WORKER_COMMANDS = {queue: worker_command(queue) for queue in QUEUES}
-
-
-def long_running_site() -> str:
-    return os.environ.get("LONG_RUNNING_SITE", DEFAULT_LONG_RUNNING_SITE)
 
 
 # The upgrade path, and nothing else: versions before leases recorded deliveries in

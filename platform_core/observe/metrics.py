@@ -25,8 +25,6 @@ from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = 5556  # beside Flower's 5555
-
 
 class PlatformCollector:
     """Reads Redis on each scrape (at most three round trips, platform_core.observe.queue_stats)."""

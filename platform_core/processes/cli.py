@@ -8,6 +8,7 @@ platform.pyz watchfiles <args …>          (used by --reload)
 import os
 import sys
 
+from platform_core.config.environment import environment
 from platform_core.config.queues import (
     DEFAULT_LONG_RUNNING_SITE,
     LONG_RUNNING,
@@ -15,7 +16,6 @@ from platform_core.config.queues import (
     SITES,
     WORKER_COMMANDS,
     app_path,
-    long_running_site,
     worker_settings_module,
 )
 
@@ -32,7 +32,7 @@ def settings_for(argv: list[str]) -> str:
     """The settings a command runs under: a worker's own site, so it starts in-process."""
     command = argv[1] if len(argv) > 1 else ""
     queue = argv[2] if command == "runworker" and len(argv) > 2 else None
-    site = long_running_site()
+    site = environment().long_running_site
     if queue in QUEUES and (queue != LONG_RUNNING or site in SITES):
         return worker_settings_module(queue, site)
     # Whose validation names a bad LONG_RUNNING_SITE.
@@ -44,7 +44,7 @@ def with_default_app(args: list[str]) -> list[str]:
     long-running site's (the one that always runs), so no wrapper names a site."""
     if any(arg in ("-A", "--app") or arg.startswith("--app=") for arg in args):
         return args
-    site = long_running_site()
+    site = environment().long_running_site
     site = site if site in SITES else DEFAULT_LONG_RUNNING_SITE
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{site}.settings")
     return ["-A", app_path(site), *args]

@@ -2,42 +2,35 @@
 
 Development defaults are embedded (SQLite, a local redis-server, tasks run
 synchronously); a deployed host sets DJANGO_ENV=production and the secrets below.
+Every value read from the environment comes from platform_core.config.environment
+(variables, types and defaults stated there, read once).
 """
 
-import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from platform_core.broker import delays, leases
-from platform_core.config import queues, timeouts
-from platform_core.config.env import env_bool, env_int, env_list, env_required
+from platform_core.config import timeouts
+from platform_core.config.environment import CHECKOUT, environment
 
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = Path(os.environ.get("PLATFORM_VAR_DIR", BASE_DIR / "var"))
+ENV = environment()
+BASE_DIR = CHECKOUT
+VAR_DIR = ENV.var_path
 
 SITE_NAME = None  # each site's settings module sets this
 
-DJANGO_ENV = os.environ.get("DJANGO_ENV", "development")
-if DJANGO_ENV not in ("development", "production"):
-    from django.core.exceptions import ImproperlyConfigured
+DJANGO_ENV = ENV.django_env
+DEPLOYED = ENV.deployed
+DEBUG = ENV.debug_on
 
+if DEPLOYED and not ENV.secret_key:
     raise ImproperlyConfigured(
-        f"DJANGO_ENV={DJANGO_ENV!r}; set DJANGO_ENV to 'development' or 'production'"
+        "DJANGO_SECRET_KEY is not set. Put it in the host's environment file (see ansible/)."
     )
-DEPLOYED = DJANGO_ENV == "production"
-DEBUG = env_bool("DJANGO_DEBUG", default=not DEPLOYED)
+SECRET_KEY = ENV.secret_key or "development-only-not-a-secret"
 
-if DEPLOYED:
-    SECRET_KEY = env_required(
-        "DJANGO_SECRET_KEY", "Put it in the host's environment file (see ansible/)."
-    )
-else:
-    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "development-only-not-a-secret")
-
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h] or (
-    [] if DEPLOYED else ["localhost", "127.0.0.1"]
-)
+ALLOWED_HOSTS = list(ENV.allowed_hosts) or ([] if DEPLOYED else ["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -78,8 +71,8 @@ TEMPLATES = [
 
 # One database for all sites: records and django-celery-beat's schedule live here.
 # The tests' database file (workers are other processes: not :memory:).
-TEST_DATABASE = os.environ.get("DJANGO_TEST_DATABASE", str(VAR_DIR / "test-db.sqlite3"))
-DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+TEST_DATABASE = ENV.test_database or str(VAR_DIR / "test-db.sqlite3")
+DATABASE_URL = ENV.database_url or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several worker processes write at once: wait for the lock, take it up front.
@@ -99,13 +92,13 @@ TIME_ZONE = "UTC"
 USE_TZ = True  # beat schedules are stored in UTC (a naive time shifts with DST)
 STATIC_URL = "static/"
 
-REPORTS_DIR = Path(os.environ.get("REPORTS_DIR", VAR_DIR / "reports"))
-GREEN_DOOR_PARTNER_URL = os.environ.get("GREEN_DOOR_PARTNER_URL", "http://127.0.0.1:8089")
+REPORTS_DIR = Path(ENV.reports_dir) if ENV.reports_dir else VAR_DIR / "reports"
+GREEN_DOOR_PARTNER_URL = ENV.green_door_partner_url
 
 # Which site's settings the long-running worker runs under.
-LONG_RUNNING_SITE = queues.long_running_site()
+LONG_RUNNING_SITE = ENV.long_running_site
 
-LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO")
+LOG_LEVEL = ENV.log_level
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -117,52 +110,48 @@ LOGGING = {
 # --- Celery -----------------------------------------------------------------------
 # Off: .delay()/apply_async()/send_task() run the task in the calling process, no
 # broker needed. On: everything goes through Redis. Development default: off.
-USE_CELERY = env_bool("USE_CELERY", default=DEPLOYED)
+USE_CELERY = ENV.celery_on
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = ENV.redis_url
 # Hard time limits (s): runaway tasks are killed after this (a task on a live worker is
 # never handed to another, however long it runs). A site task longer than this
 # belongs on long_running.
-PLATFORM_SITE_TASK_TIME_LIMIT = env_int(
-    "PLATFORM_SITE_TASK_TIME_LIMIT", queues.Limits.site_time_limit
-)
-PLATFORM_LONG_TASK_TIME_LIMIT = env_int(
-    "PLATFORM_LONG_TASK_TIME_LIMIT", queues.Limits.long_time_limit
-)
+PLATFORM_SITE_TASK_TIME_LIMIT = ENV.site_task_time_limit
+PLATFORM_LONG_TASK_TIME_LIMIT = ENV.long_task_time_limit
 # Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
 # works; platform_core.broker.delays). Beyond it, apply_async raises DelayTooLong.
-PLATFORM_MAX_DELAY_SECONDS = env_int("PLATFORM_MAX_DELAY_SECONDS", delays.DEFAULT_MAX_DELAY_SECONDS)
+PLATFORM_MAX_DELAY_SECONDS = ENV.max_delay_seconds
 # Worker leases (platform_core.broker.leases): a worker that stops renewing its lease for this
 # long is taken for dead, and its messages go back to their queues at the next sweep
 # (every PLATFORM_LEASE_SWEEP_SECONDS): the recovery bound is the sum of the two.
-PLATFORM_LEASE_SECONDS = env_int("PLATFORM_LEASE_SECONDS", leases.DEFAULT_LEASE_SECONDS)
-PLATFORM_LEASE_SWEEP_SECONDS = env_int("PLATFORM_LEASE_SWEEP_SECONDS", leases.DEFAULT_SWEEP_SECONDS)
+PLATFORM_LEASE_SECONDS = ENV.lease_seconds
+PLATFORM_LEASE_SWEEP_SECONDS = ENV.lease_sweep_seconds
 # A message delivered this many times without completing (its worker died each time)
 # is recorded as failed instead of being run again.
-PLATFORM_MAX_ATTEMPTS = env_int("PLATFORM_MAX_ATTEMPTS", 3)
+PLATFORM_MAX_ATTEMPTS = ENV.max_attempts
 # Fault drills (celery_tasks/<queue>/drills.py: tasks that record every run, retry on
 # purpose, or kill their own pool process) are loaded only where this is on; a worker
 # without them refuses a drill with one line saying how to enable them
 # (platform_core.config.drills). Development default: on; production: off.
-PLATFORM_DRILLS = env_bool("PLATFORM_DRILLS", default=not DEPLOYED)
+PLATFORM_DRILLS = ENV.drills_on
 # Larger messages are rejected before they are decoded.
-PLATFORM_MAX_MESSAGE_BYTES = env_int("PLATFORM_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
+PLATFORM_MAX_MESSAGE_BYTES = ENV.max_message_bytes
 # How long the active beat's leader lock lives without a refresh (failover bound).
-PLATFORM_BEAT_LOCK_TTL = env_int("PLATFORM_BEAT_LOCK_TTL", 30)
+PLATFORM_BEAT_LOCK_TTL = ENV.beat_lock_ttl
 # Milliseconds a worker gathers task events before publishing them as one message
 # (Flower sees a task at most this much later; docs/performance.md).
-PLATFORM_EVENT_FLUSH_MS = env_int("PLATFORM_EVENT_FLUSH_MS", 50)
+PLATFORM_EVENT_FLUSH_MS = ENV.event_flush_ms
 # Queues whose workers send no task events (Flower then shows none of their tasks),
 # comma-separated, e.g. "api,long_running". Default: every queue's workers send them.
-PLATFORM_TASK_EVENTS_OFF = env_list("PLATFORM_TASK_EVENTS_OFF")
+PLATFORM_TASK_EVENTS_OFF = list(ENV.task_events_off)
 
 # Every CELERY_* setting is read by each site's app (namespace="CELERY").
 # Per-queue values (queue, time limits, prefetch) are set by
 # platform_core.tasks.celery_factory from platform_core.config.queues, not here.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = ENV.broker
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_RESULT_BACKEND = ENV.results
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 60 * 60
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-extended
@@ -193,7 +182,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 # .delay() (~40 % of the enqueue cost). Flower then lists a task from "received" on;
 # PLATFORM_SEND_SENT_EVENT=1 brings the "sent" state back (docs/performance.md).
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-send-sent-event
-CELERY_TASK_SEND_SENT_EVENT = env_bool("PLATFORM_SEND_SENT_EVENT", default=False)
+CELERY_TASK_SEND_SENT_EVENT = ENV.send_sent_event
 # Off: a STARTED state costs two Redis round trips per task (read, then write the
 # result key). Flower still shows "started" from the task-started event.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-track-started

@@ -2,9 +2,10 @@
 
 import os
 
-from platform_core.config.queues import long_running_site, validate_site
+from platform_core.config.environment import environment
+from platform_core.config.queues import validate_site
 
-_site = validate_site(long_running_site(), "LONG_RUNNING_SITE")
+_site = validate_site(environment().long_running_site, "LONG_RUNNING_SITE")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"sites.{_site}.settings")
 
 from platform_core.tasks.celery_factory import create_app  # noqa: E402

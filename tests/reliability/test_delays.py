@@ -8,7 +8,7 @@ import time
 
 from harness.processes import wait_for
 from platform_core.broker import keys
-from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
+from platform_core.config.environment import DEFAULTS
 from tests.reliability.conftest import drill_executions, drill_started_at, new_token, send
 
 # Tasks (and their writes) must outlast a Redis restart: a 30 s hard limit here.
@@ -81,7 +81,7 @@ def test_a_thousand_delayed_tasks_run_once_on_time_across_restarts(
     )
     # A task running when a connection dropped is acknowledged late or handed out again
     # when its worker's old lease expires: wait for that sweep before counting.
-    time.sleep(DEFAULT_LEASE_SECONDS + DEFAULT_SWEEP_SECONDS + 3)
+    time.sleep(DEFAULTS.lease_seconds + DEFAULTS.lease_sweep_seconds + 3)
     executions, started_at = drill_executions(broker, token), drill_started_at(broker, token)
     lost = len(set(due) - set(executions))
     duplicates = sum(count - 1 for count in executions.values())

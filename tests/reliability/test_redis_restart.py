@@ -6,7 +6,7 @@ import time
 import pytest
 
 from harness.processes import wait_for
-from platform_core.broker.leases import DEFAULT_LEASE_SECONDS, DEFAULT_SWEEP_SECONDS
+from platform_core.config.environment import DEFAULTS
 from tests.reliability.conftest import drill_executions, new_token, send
 
 QUEUED, DELAYED = 30, 5
@@ -32,14 +32,14 @@ def test_no_task_lost_across_a_redis_restart(broker, client, start_worker, recor
 
     wait_for(
         lambda: set(drill_executions(broker, token)) >= expected,
-        DEFAULT_LEASE_SECONDS + DEFAULT_SWEEP_SECONDS + 30,
+        DEFAULTS.lease_seconds + DEFAULTS.lease_sweep_seconds + 30,
         "every task to run after the restart",
         interval=0.5,
     )
     # A task running when the connection dropped cannot be acknowledged on it; it is
     # handed out again when the worker's old lease expires (at-least-once). Wait for
     # that sweep before counting, so a duplicate shows up here rather than later.
-    time.sleep(DEFAULT_LEASE_SECONDS + DEFAULT_SWEEP_SECONDS + 3)
+    time.sleep(DEFAULTS.lease_seconds + DEFAULTS.lease_sweep_seconds + 3)
     executions = drill_executions(broker, token)
     lost = len(expected - set(executions))
     duplicates = sum(count - 1 for count in executions.values())

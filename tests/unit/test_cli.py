@@ -1,5 +1,16 @@
+import pytest
+
+from platform_core.config.environment import environment
 from platform_core.config.queues import DEFAULT_LONG_RUNNING_SITE, app_path
 from platform_core.processes.cli import with_default_app, with_worker_alias_expanded
+
+
+@pytest.fixture(autouse=True)
+def fresh_environment():
+    """These tests change the environment: read it again, and again after them."""
+    environment.cache_clear()
+    yield
+    environment.cache_clear()
 
 
 def test_celery_without_an_app_gets_the_long_running_sites(monkeypatch):

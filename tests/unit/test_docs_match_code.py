@@ -1,24 +1,30 @@
 """The numbers and names the documentation quotes are the code's: a default changed in
-one place and not the other fails here."""
+one place and not the other fails here. Every setting read from the environment is a
+field of platform_core.config.environment.Environment, so the table is checked against
+that one object, and no other module may read a setting from os.environ."""
 
 import ast
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
+from platform_core.config.environment import DEFAULTS, VARIABLES
 from platform_core.config.queues import SITES, Limits, validate_site
-from platform_core.management.commands import runflower, runplatform
-from platform_core.observe import metrics
+from platform_core.management.commands import runplatform
 from platform_core.processes.cli import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = ROOT / "docs" / "configuration.md"
 README = ROOT / "README.md"
 
-# Variables the code reads that are not for operators to set.
+# Read from the environment on purpose outside the settings object:
+SECRETS = {  # read when used, never kept (config.env.read_secret)
+    "FLOWER_BASIC_AUTH",
+    "FLOWER_BASIC_AUTH_FILE",
+    "PLATFORM_METRICS_AUTH",
+    "PLATFORM_METRICS_AUTH_FILE",
+}
+# Which Django settings module a process runs under: chosen before any settings exist.
+BEFORE_SETTINGS = {"DJANGO_SETTINGS_MODULE"}
 INTERNAL = {"PLATFORM_ENTRY"}  # set by the CLI for the processes it starts
 # Documented with a default in words (depends on DJANGO_ENV, or unset means "none").
 IN_WORDS = {
@@ -27,52 +33,22 @@ IN_WORDS = {
     "DJANGO_DEBUG",
     "DJANGO_ALLOWED_HOSTS",
     "PLATFORM_VAR_DIR",
-    "FLOWER_BASIC_AUTH",
-    "FLOWER_BASIC_AUTH_FILE",
-    "PLATFORM_METRICS_AUTH",
-    "PLATFORM_METRICS_AUTH_FILE",
     "PLATFORM_TASK_EVENTS_OFF",
     "PLATFORM_DRILLS",
 }
-# What each variable sets, where the setting's name is not the variable's.
-SETTING_OF = {
-    "PLATFORM_SEND_SENT_EVENT": "CELERY_TASK_SEND_SENT_EVENT",
-    "DJANGO_LOG_LEVEL": "LOG_LEVEL",
-    "DJANGO_TEST_DATABASE": "TEST_DATABASE",
+# Defaults derived from another setting: the documented value names where it comes from.
+DERIVED = {
+    "CELERY_BROKER_URL": "REDIS_URL",
+    "CELERY_RESULT_BACKEND": "REDIS_URL",
+    "REPORTS_DIR": "var/reports",
+    "DJANGO_TEST_DATABASE": "var/test-db.sqlite3",
+    "DATABASE_URL": "sqlite:///var/db.sqlite3",
 }
-NOT_SETTINGS = {
-    "FLOWER_ADDRESS": runflower.DEFAULT_ADDRESS,
-    "FLOWER_PORT": runflower.DEFAULT_FLOWER_PORT,
-    "FLOWER_MAX_TASKS": runflower.DEFAULT_MAX_TASKS,
-    "PLATFORM_METRICS_ADDRESS": runflower.DEFAULT_ADDRESS,
-    "PLATFORM_METRICS_PORT": metrics.DEFAULT_METRICS_PORT,
+# The modules allowed to read os.environ, and why.
+ENVIRONMENT_READERS = {
+    "platform_core/config/environment.py": "the settings object",
+    "platform_core/config/env.py": "secrets, read when used",
 }
-
-ENV_READERS = {"env_int", "env_bool", "env_list", "env_required", "read_secret", "get", "getenv"}
-
-
-def variables_the_code_reads() -> set[str]:
-    found = set()
-    for folder in ("platform_core", "sites", "celery_tasks"):
-        for path in (ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Call) and node.args:
-                    func = node.func
-                    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                    first = node.args[0]
-                    if name == "get" and not _is_environ(func):
-                        continue
-                    if name in ENV_READERS and isinstance(first, ast.Constant):
-                        found.add(first.value)
-                elif isinstance(node, ast.Subscript) and _is_environ(node):
-                    if isinstance(node.slice, ast.Constant):
-                        found.add(node.slice.value)
-    return {name for name in found if isinstance(name, str) and name.isupper()}
-
-
-def _is_environ(node) -> bool:
-    value = getattr(node, "value", None)
-    return isinstance(value, ast.Attribute) and value.attr == "environ"
 
 
 def documented_defaults() -> dict[str, str | None]:
@@ -93,54 +69,61 @@ def documented_defaults() -> dict[str, str | None]:
     return rows
 
 
-def code_defaults(names) -> dict[str, str]:
-    """The settings' values in a process with none of the variables set."""
-    script = (
-        "import json, sys, django\n"
-        "from django.conf import settings\n"
-        "names = json.loads(sys.argv[1])\n"
-        "print(json.dumps({n: str(getattr(settings, a)) for n, a in names.items()"
-        " if hasattr(settings, a)}))\n"
-    )
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", "/root"),
-        "DJANGO_SETTINGS_MODULE": "sites.cert.settings",
-    }
-    attributes = {name: SETTING_OF.get(name, name) for name in names}
-    out = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(attributes)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    values = json.loads(out)
-    values["DJANGO_SETTINGS_MODULE"] = settings_for(["manage", "migrate"])
-    values.update({name: str(value) for name, value in NOT_SETTINGS.items()})
-    # Paths under the checkout are documented relative to it.
-    return {name: value.replace(f"{ROOT}/", "") for name, value in values.items()}
+def environ_reads(path: Path) -> list[tuple[int, str]]:
+    """(line, what) for every read of os.environ / os.getenv in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            reads_environ = node.func.attr in ("get", "pop") and _is_environ(target)
+            if reads_environ or (node.func.attr == "getenv" and _is_name(target, "os")):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+            if isinstance(node.ctx, ast.Load):
+                found.append((node.lineno, ast.unparse(node)))
+    return found
 
 
-def test_every_variable_the_code_reads_is_documented():
-    missing = variables_the_code_reads() - INTERNAL - set(documented_defaults())
-    assert not missing, f"add to docs/configuration.md: {', '.join(sorted(missing))}"
+def _is_name(node, name) -> bool:
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _is_environ(node) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ"
+
+
+def test_only_the_settings_object_reads_settings_from_the_environment():
+    offenders = []
+    for folder in ("platform_core", "sites", "celery_tasks", "records"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = str(path.relative_to(ROOT))
+            if relative in ENVIRONMENT_READERS:
+                continue
+            for line, call in environ_reads(path):
+                if not any(name in call for name in SECRETS | BEFORE_SETTINGS | INTERNAL):
+                    offenders.append(f"{relative}:{line}: {call}")
+    assert not offenders, "read it from platform_core.config.environment: " + "; ".join(offenders)
+
+
+def test_every_variable_is_documented_and_nothing_else():
+    documented = set(documented_defaults())
+    expected = set(VARIABLES) | SECRETS | BEFORE_SETTINGS
+    assert documented - expected == set(), "documented, but no setting reads it"
+    assert expected - documented == set(), "add to docs/configuration.md"
 
 
 def test_every_documented_default_is_the_codes():
     documented = documented_defaults()
-    literal = {name: value for name, value in documented.items() if name not in IN_WORDS}
-    unreadable = [name for name, value in literal.items() if value is None]
-    assert not unreadable, f"no default literal (or add to IN_WORDS): {unreadable}"
-    code = code_defaults(literal)
-    words = {"off": "False", "on": "True"}
-    expected = {
-        # A default that names another variable is that variable's value.
-        name: code.get(value, words.get(value, value))
-        for name, value in literal.items()
-    }
-    assert {name: code.get(name) for name in literal} == expected
+    words = {False: "off", True: "on"}
+    for name, spec in VARIABLES.items():
+        if name in IN_WORDS:
+            continue
+        default = getattr(DEFAULTS, spec.name)
+        expected = DERIVED.get(name, words.get(default, str(default)))
+        if isinstance(default, bool):
+            expected = words[default]
+        assert documented[name] == expected, name
+    assert documented["DJANGO_SETTINGS_MODULE"] == settings_for(["manage", "migrate"])
 
 
 def test_the_quoted_error_is_the_one_the_code_gives():
@@ -161,7 +144,7 @@ def test_the_readme_quotes_the_codes_numbers():
         f"running tasks get {runplatform.STOP_GRACE_SECONDS} s to finish",
         # django-celery-beat's scheduler re-reads changed jobs this often.
         f"picks the change up within {schedulers.DEFAULT_MAX_INTERVAL} s",
-        f"Flower is at <http://127.0.0.1:{runflower.DEFAULT_FLOWER_PORT}>",
+        f"Flower is at <http://{DEFAULTS.flower_address}:{DEFAULTS.flower_port}>",
         ", ".join(f"`{site}`" for site in SITES),
     }
     assert {claim for claim in claims if claim not in text} == set()

@@ -9,6 +9,7 @@ import jinja2
 import yaml
 from prometheus_client import REGISTRY
 
+from platform_core.config.environment import DEFAULTS
 from platform_core.observe import metrics
 from platform_core.observe.queue_stats import BeatStats, QueueStats, Snapshot, WorkerStats
 
@@ -97,4 +98,4 @@ def test_the_metrics_port_is_stated_once():
     defaults = yaml.safe_load(
         (ROOT / "ansible/roles/platform_metrics/defaults/main.yml").read_text()
     )
-    assert defaults["platform_metrics_port"] == metrics.DEFAULT_METRICS_PORT
+    assert defaults["platform_metrics_port"] == DEFAULTS.metrics_port

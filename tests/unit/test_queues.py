@@ -2,7 +2,8 @@
 
 import pytest
 
-from platform_core.broker.delays import DEFAULT_MAX_DELAY_SECONDS, check_delay
+from platform_core.broker.delays import check_delay
+from platform_core.config.environment import DEFAULTS
 from platform_core.config.queues import QUEUES, Limits, policy_for, queue_for_task_name
 from platform_core.config.routing import route_by_task_name
 from platform_core.errors import DelayTooLong
@@ -64,11 +65,11 @@ def test_delays_of_any_length_up_to_the_sanity_limit_are_accepted():
     from datetime import UTC, datetime, timedelta
 
     tomorrow = datetime.now(UTC) + timedelta(days=1)
-    check_delay("celery_tasks.cert.x.y", 3600, None, DEFAULT_MAX_DELAY_SECONDS)
-    check_delay("celery_tasks.cert.x.y", None, tomorrow, DEFAULT_MAX_DELAY_SECONDS)
-    check_delay("celery_tasks.cert.x.y", None, tomorrow.isoformat(), DEFAULT_MAX_DELAY_SECONDS)
+    check_delay("celery_tasks.cert.x.y", 3600, None, DEFAULTS.max_delay_seconds)
+    check_delay("celery_tasks.cert.x.y", None, tomorrow, DEFAULTS.max_delay_seconds)
+    check_delay("celery_tasks.cert.x.y", None, tomorrow.isoformat(), DEFAULTS.max_delay_seconds)
     with pytest.raises(DelayTooLong, match=r"limit of 2592000 s \(30 days, PLATFORM_MAX_DELAY"):
-        check_delay("celery_tasks.cert.x.y", 31 * 86400, None, DEFAULT_MAX_DELAY_SECONDS)
+        check_delay("celery_tasks.cert.x.y", 31 * 86400, None, DEFAULTS.max_delay_seconds)
     with pytest.raises(DelayTooLong, match="Nothing was sent"):
         check_delay("celery_tasks.cert.x.y", None, tomorrow + timedelta(days=30), 30 * 86400)
 

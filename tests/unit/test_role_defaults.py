@@ -6,8 +6,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from platform_core.management.commands.runflower import DEFAULT_FLOWER_PORT
-from tests.unit.test_docs_match_code import code_defaults
+from platform_core.config.environment import DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +16,7 @@ def role_defaults(role: str) -> dict:
 
 
 def test_redis_listens_where_the_code_looks_by_default():
-    redis_url = code_defaults(["REDIS_URL"])["REDIS_URL"]
+    redis_url = DEFAULTS.redis_url
     assert (
         role_defaults("platform_endpoints")["platform_endpoints_redis_port"]
         == urlsplit(redis_url).port
@@ -36,4 +35,4 @@ def test_no_role_restates_a_data_service_port():
 
 def test_the_vagrant_box_forwards_flowers_port():
     vagrantfile = (ROOT / "Vagrantfile").read_text()
-    assert f"guest: {DEFAULT_FLOWER_PORT}," in vagrantfile
+    assert f"guest: {DEFAULTS.flower_port}," in vagrantfile

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.broker import clients
 from platform_core.config.env import read_secret
+from platform_core.config.environment import DEFAULTS, environment
 from platform_core.observe import flower_fence, metrics
 from platform_core.processes.launcher import (
     celery_argv,
@@ -20,36 +21,27 @@ logger = logging.getLogger(__name__)
 CREDENTIALS = re.compile(r"^[^:,\s]+:[^,\s]{8,}$")
 # Where Flower listens unless FLOWER_ADDRESS / FLOWER_PORT say otherwise; the metrics
 # port listens on the same address by default (PLATFORM_METRICS_ADDRESS).
-DEFAULT_ADDRESS = "127.0.0.1"
-DEFAULT_FLOWER_PORT = 5555
 # Task events Flower holds in memory (FLOWER_MAX_TASKS): unbounded, they grow until
 # Flower is killed.
-DEFAULT_MAX_TASKS = 10000
 
 
 class Command(BaseCommand):
     help = (
-        f"Start Flower on {DEFAULT_ADDRESS}:{DEFAULT_FLOWER_PORT} with basic auth, and the "
-        f"platform's metrics on {DEFAULT_ADDRESS}:{metrics.DEFAULT_METRICS_PORT}/metrics "
+        f"Start Flower on {DEFAULTS.flower_address}:{DEFAULTS.flower_port} with basic auth, "
+        f"and the platform's metrics on {DEFAULTS.metrics_address}:{DEFAULTS.metrics_port}"
+        "/metrics "
         "(PLATFORM_METRICS_AUTH). Credentials come from "
         "FLOWER_BASIC_AUTH / PLATFORM_METRICS_AUTH or the files named by *_FILE, never "
         "from argv."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--address", default=os.environ.get("FLOWER_ADDRESS", DEFAULT_ADDRESS))
-        parser.add_argument(
-            "--port", type=int, default=int(os.environ.get("FLOWER_PORT", DEFAULT_FLOWER_PORT))
-        )
+        env = environment()
+        parser.add_argument("--address", default=env.flower_address)
+        parser.add_argument("--port", type=int, default=env.flower_port)
         parser.add_argument("--broker-wait", type=float, default=0)
-        parser.add_argument(
-            "--metrics-address", default=os.environ.get("PLATFORM_METRICS_ADDRESS", DEFAULT_ADDRESS)
-        )
-        parser.add_argument(
-            "--metrics-port",
-            type=int,
-            default=int(os.environ.get("PLATFORM_METRICS_PORT", metrics.DEFAULT_METRICS_PORT)),
-        )
+        parser.add_argument("--metrics-address", default=env.metrics_address)
+        parser.add_argument("--metrics-port", type=int, default=env.metrics_port)
 
     def handle(self, *args, **options):
         require_celery_on()
@@ -76,7 +68,7 @@ class Command(BaseCommand):
         extra_env = {
             # Flower reads FLOWER_* variables; the secret never appears in `ps`.
             "FLOWER_BASIC_AUTH": credentials,
-            "FLOWER_MAX_TASKS": os.environ.get("FLOWER_MAX_TASKS", str(DEFAULT_MAX_TASKS)),
+            "FLOWER_MAX_TASKS": str(environment().flower_max_tasks),
             "FLOWER_PERSISTENT": "False",
         }
         os.environ.pop("FLOWER_BASIC_AUTH_FILE", None)

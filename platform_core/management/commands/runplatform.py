@@ -15,14 +15,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.broker import clients
 from platform_core.config.env import redacted
+from platform_core.config.environment import DEFAULTS, environment
 from platform_core.config.queues import (
     DEFAULT_LONG_RUNNING_SITE,
     LONG_RUNNING,
     SITES,
     WORKER_COMMANDS,
 )
-from platform_core.management.commands.runflower import DEFAULT_FLOWER_PORT
-from platform_core.observe.metrics import DEFAULT_METRICS_PORT
 from platform_core.processes.launcher import require_celery_on
 
 DEV_CONCURRENCY = 1
@@ -60,7 +59,7 @@ class Command(BaseCommand):
             "queue is enough on a developer's machine, and each process costs ~10 MB)",
         )
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
-        parser.add_argument("--flower-port", type=int, default=DEFAULT_FLOWER_PORT)
+        parser.add_argument("--flower-port", type=int, default=DEFAULTS.flower_port)
 
     def handle(self, *args, **options):
         try:
@@ -87,7 +86,7 @@ class Command(BaseCommand):
             "banner": (
                 f"Flower: http://127.0.0.1:{port} (user:password in "
                 f"{env['FLOWER_BASIC_AUTH_FILE']}); metrics: "
-                f"http://127.0.0.1:{env.get('PLATFORM_METRICS_PORT', DEFAULT_METRICS_PORT)}"
+                f"http://127.0.0.1:{environment().metrics_port}"
                 f"/metrics; sites: {', '.join(SITES)}; "
                 f"broker {redacted(settings.CELERY_BROKER_URL)}"
             ),
