@@ -51,12 +51,12 @@ def with_default_app(args: list[str]) -> list[str]:
 
 
 def run_manage(argv: list[str]) -> None:
-    argv = with_worker_alias_expanded(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_for(argv))
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    argv = with_worker_alias_expanded(argv)
     try:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_for(argv))
         execute_from_command_line(argv)
     except ImproperlyConfigured as exc:
         # A setting to fix, not a bug: say which one, without a traceback.
@@ -71,8 +71,12 @@ def main() -> None:
         run_manage(["manage", *args])
     elif command == "celery":
         from celery.__main__ import main as celery_main
+        from django.core.exceptions import ImproperlyConfigured
 
-        sys.argv = ["celery", *with_default_app(args)]
+        try:
+            sys.argv = ["celery", *with_default_app(args)]
+        except ImproperlyConfigured as exc:
+            sys.exit(f"Configuration error: {exc}")
         celery_main()
     elif command == "watchfiles":
         from watchfiles.cli import cli
