@@ -14,7 +14,7 @@ from kombu.transport import redis as kombu_redis
 
 from platform_core.broker import keys
 from platform_core.broker.leases import Lease
-from platform_core.broker.scripts import ALL, FETCH, RENEW, RESTORE, SWEEP
+from platform_core.broker.scripts import FETCH, RENEW, RESTORE, SWEEP
 
 QUEUES = ("script_test", "script_test_low")
 # The scripts take their lease keys as arguments: the test uses its own, because the
@@ -238,12 +238,3 @@ def test_scripts_are_called_by_sha_and_reloaded_after_a_flush(server):
     }
     assert "eval" not in calls  # nothing sent the source to run
     assert calls.get("evalsha", 0) >= 1
-
-
-def test_no_script_builds_a_key_name_of_its_own():
-    """Every key a script touches is passed in (so ACL key patterns can name them),
-    except the held lists of workers SWEEP finds dead, whose prefix it is given."""
-    for script in ALL:
-        assert keys.PREFIX not in script.source, script.name
-        header = [line for line in script.source.splitlines()[1:] if line.startswith("--")]
-        assert any("KEYS" in line for line in header), f"{script.name}: no KEYS header"

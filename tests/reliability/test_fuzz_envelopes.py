@@ -25,7 +25,7 @@ from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker import keys
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 from platform_core.tasks.registry import platform_apps
-from tests.fuzz.envelopes import Item, good_envelope, mutated_items
+from tests.strategies.envelopes import Item, good_envelope, mutated_items
 from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
 
 RUNNING_TASK_QUEUES = ("cert", "long_running")  # the queues with a drills.record task

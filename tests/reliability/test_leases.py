@@ -68,7 +68,7 @@ def test_messages_an_earlier_version_left_in_the_unacked_index_run_once(
     index, its worker gone) goes back to its queue once the window that version used
     has passed; one still inside it (its old worker may be running it) stays put."""
     from platform_core.config.queues import LEGACY_INDEXES
-    from tests.fuzz.envelopes import good_envelope
+    from tests.strategies.envelopes import good_envelope
 
     token = new_token()
     old = broker.client()

@@ -20,7 +20,7 @@ from platform_core.broker.envelope import Message, parse
 from platform_core.broker.message_checks import check_envelope, check_task_body, check_task_headers
 from platform_core.errors import BadMessage
 from platform_core.tasks.registry import platform_apps
-from tests.fuzz.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
+from tests.strategies.envelopes import ENVELOPE_PATHS, REQUIRED, Item, good_envelope, mutated_items
 
 TASK = "celery_tasks.cert.probe.whoami"
 
