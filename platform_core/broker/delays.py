@@ -7,7 +7,7 @@ moved to the front of its queue when due, by one atomic script, whichever worker
 promoter runs it first. It survives worker and Redis restarts (AOF) like any queued
 message, and no worker holds it meanwhile, so there is nothing to redeliver.
 
-The platform's producers park such messages as they publish (transport.Channel._put).
+The platform's producers park such messages as they publish (channel.Channel._put).
 A message with a far ``eta`` from a producer outside the platform (a plain Celery
 client) reaches a worker first; the worker parks it on arrival (transport).
 
