@@ -45,5 +45,6 @@ def test_no_script_builds_a_key_name_of_its_own():
 def test_the_lease_loss_reply_is_the_one_the_code_reads():
     assert f"'{LeaseLost.REPLY_CODE} '" in scripts.FETCH.source
     lost = LeaseLost.from_reply(Exception(f"{LeaseLost.REPLY_CODE} host:1:ab"))
-    assert lost is not None and lost.worker_id == "host:1:ab"
+    assert lost is not None
+    assert lost.worker_id == "host:1:ab"
     assert LeaseLost.from_reply(Exception("OOM command not allowed")) is None

@@ -25,3 +25,23 @@ def test_publishing_reuses_one_redis_client_per_channel(workers, client_app):
         probe.whoami.apply_async(producer=producer)
         assert first is not None
         assert channel._sync_client is first
+
+
+def test_workers_call_scripts_by_sha_and_survive_a_flushed_script_cache(workers, redis_url):
+    """The fetch script is ~1.5 KB: it goes over the wire once per Redis, not per fetch.
+    A Redis that lost its scripts (restart, SCRIPT FLUSH) gets them again: the next
+    fetch answers NOSCRIPT, the worker loads the script, and the task still runs."""
+    import redis
+
+    server = redis.Redis.from_url(redis_url)
+    assert probe.whoami.delay().get(timeout=20)["queue"] == "cert"
+    server.config_resetstat()
+    server.script_flush()
+    assert probe.whoami.delay().get(timeout=20)["queue"] == "cert"
+    assert probe.whoami.delay().get(timeout=20)["queue"] == "cert"
+    calls = {
+        name.removeprefix("cmdstat_"): s["calls"] for name, s in server.info("commandstats").items()
+    }
+    assert "eval" not in calls, "a script was sent as source instead of by SHA"
+    assert calls.get("evalsha", 0) > 0
+    assert calls.get("script|load", calls.get("script", 0)) > 0  # reloaded after the flush

@@ -1,4 +1,4 @@
-"""Acknowledgements that wait for the end of an event-loop turn (platform_core.broker.transport)
+"""Acknowledgements that wait for the end of an event-loop turn (platform_core.broker.qos)
 are never lost: a task that finished is never delivered again, whether the worker keeps
 running or stops. A leftover entry in a worker's held list would be handed to another
 worker when that worker's lease expires, and that task would run twice."""
@@ -28,12 +28,14 @@ def test_a_busy_worker_records_every_acknowledgement(broker, client, start_worke
     assert set(drill_executions(broker, token)) == {result.id for result in results}
     assert set(drill_executions(broker, token).values()) == {1}
     calls = {name: stats["calls"] for name, stats in broker.client().info("commandstats").items()}
-    # The queue was busy: messages came through the fetch script, not one BRPOP each.
-    assert calls.get("cmdstat_eval", 0) > 0
+    # The queue was busy: messages came through the fetch script, not one BRPOP each;
+    # the script by its SHA, never its source.
+    assert calls.get("cmdstat_evalsha", 0) > 0
+    assert calls.get("cmdstat_eval", 0) == 0
     assert calls.get("cmdstat_brpop", 0) < count / 2
     record_figure(
         f"{count} tasks through one worker (c=2)",
-        fetch_scripts=calls.get("cmdstat_eval", 0),
+        fetch_scripts=calls.get("cmdstat_evalsha", 0),
         brpops=calls.get("cmdstat_brpop", 0),
         left_unacked=0,
         duplicates=0,

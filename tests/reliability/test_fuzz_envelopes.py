@@ -25,8 +25,8 @@ from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker import keys
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 from platform_core.tasks.registry import platform_apps
-from tests.strategies.envelopes import Item, good_envelope, mutated_items
 from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
+from tests.strategies.envelopes import Item, good_envelope, mutated_items
 
 RUNNING_TASK_QUEUES = ("cert", "long_running")  # the queues with a drills.record task
 INDEXES = ("unacked", "unacked_index", "unacked_long_running", "unacked_long_running_index")
