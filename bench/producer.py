@@ -4,6 +4,7 @@ Prints one JSON object. Modes: enqueue (µs per call), throughput (tasks/s from 
 first enqueue to the last execution), pickup (ms from send to start, one at a time),
 flood QUEUE (N tasks onto another queue, for the isolation figure). With
 BENCH_FLOODED_QUEUES=a,b pickups are only sampled while those queues hold a backlog.
+The platform's figures also name the ``platform_core`` they ran (``bench.baseline``).
 """
 
 import json
@@ -133,6 +134,8 @@ def main():
         result = pickup(send_pickup, n, client, flooded)
     else:
         raise SystemExit(f"unknown mode {mode}")
+    if system == "platform":  # which tree's platform sent (the harness checks it)
+        result["platform_core"] = sys.modules["platform_core"].__file__
     print(json.dumps(result))
 
 
