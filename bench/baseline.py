@@ -41,7 +41,10 @@ class Baseline:
 
     def __init__(self, revision: str):
         self.revision = revision
-        self.sha = git("rev-parse", "--verify", "--end-of-options", f"{revision}^{{commit}}")
+        try:
+            self.sha = git("rev-parse", "--verify", "--end-of-options", f"{revision}^{{commit}}")
+        except SystemExit as exc:
+            raise SystemExit(f"BENCH_BASELINE={revision}: not a commit of {ROOT} ({exc})") from None
         self.short = git("rev-parse", "--short", self.sha)
         self.name = f"{PREFIX}{self.short}"
         self.root: Path | None = None
