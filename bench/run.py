@@ -274,9 +274,14 @@ def measure_system(system, env, logs, client, redis_pid):
         runs = [producer(system, "throughput", N, env) for _ in range(3)]
         ran = sum(r["ran"] for r in runs) or 1
         # Every command Redis ran over the runs, producer and result writes included.
-        calls = {name[8:]: stats["calls"] for name, stats in client.info("commandstats").items()}
+        commandstats = client.info("commandstats")
+        calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
         figures["redis_calls_per_task"] = sum(calls.values()) / ran
         figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
+        # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
+        usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
+        figures["redis_command_us_per_task"] = sum(usec.values()) / ran
+        figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
         # Of those, the producer's GETs waiting for the count: more the slower the run.
         figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
         worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
@@ -703,6 +708,14 @@ COMPARED = (
     ("idle worker PSS MB", "", "worker_pss_mb", ".0f", "lower"),
     ("worker CPU ms / task", "", "worker_cpu_ms_per_task", ".3f", "lower"),
     ("Redis CPU µs / task", "", "redis_cpu_us_per_task", ".1f", "lower"),
+    # commandstats: a script's time includes its commands', which count on their own too.
+    (
+        "Redis µs in commands / task, scripts' own twice",
+        "",
+        "redis_command_us_per_task",
+        ".1f",
+        "lower",
+    ),
     ("Redis commands / task", "", "redis_calls_per_task", ".2f", "lower"),
     ("of which the producer's polls (GET) / task", "", "producer_polls_per_task", ".2f", ""),
     ("Redis commands / task less those polls", "", "calls_less_polls_per_task", ".2f", "lower"),
@@ -745,17 +758,24 @@ def print_comparison(results, systems):
                 f"| {label} | {fmt(then[figure], spec)} | {fmt(now[figure], spec)} | "
                 f"{ratio(now[figure], then[figure])} | {better} |"
             )
-    then, now = (
-        results.get(name, {}).get("redis_calls_by_command", {}) for name in (base, "platform")
-    )
-    most = {command: max(then.get(command, 0), now.get(command, 0)) for command in {*then, *now}}
+    then, now = (results.get(name, {}) for name in (base, "platform"))
+    calls = [figures.get("redis_calls_by_command", {}) for figures in (then, now)]
+    usec = [figures.get("redis_us_by_command", {}) for figures in (then, now)]
+    most = {command: max(c.get(command, 0) for c in calls) for command in {*calls[0], *calls[1]}}
     shown = sorted((command for command in most if most[command] >= 0.01), key=lambda c: -most[c])
     if shown:
-        print(f"\n| Redis commands / task, by command | {base} | platform |")
-        print("|---|---:|---:|")
+        print(
+            f"\n| Redis, by command | commands / task: {base} | platform"
+            f" | µs in the command / task: {base} | platform |"
+        )
+        print("|---|---:|---:|---:|---:|")
     for command in shown:
         label = "get (with the producer's polls)" if command == "get" else command
-        print(f"| {label} | {then.get(command, 0):.2f} | {now.get(command, 0):.2f} |")
+        print(
+            f"| {label} | {calls[0].get(command, 0):.2f} | {calls[1].get(command, 0):.2f} | "
+            + " | ".join(fmt(u.get(command), ".2f") for u in usec)
+            + " |"
+        )
 
 
 KINDS = ("worker parent", "pool child", "beat", "flower", "supervisor")
