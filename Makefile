@@ -90,6 +90,10 @@ deploy: artifact
 	cd ansible && $(ANSIBLE_ENV) ansible-playbook -i inventories/$(INVENTORY)/hosts.yml site.yml
 
 # Performance beside stock Celery, Dramatiq and Huey (not a test: prints figures).
+# BENCH_BASELINE=<git revision> adds that revision's platform (platform@<short sha>),
+# measured like this tree's in the same run; BENCH_SYSTEMS and BENCH_STAGES pick what
+# is measured. This tree against the previous main, one worker each (~1.5 min):
+#   make bench BENCH_BASELINE=<rev> BENCH_SYSTEMS=platform,platform@base BENCH_STAGES=worker
 bench:
 	scripts/bootstrap test
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock

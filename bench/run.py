@@ -2,6 +2,14 @@
 Dramatiq and Huey, with no-op tasks. Prints a markdown table for docs/performance.md.
 
     make bench            (N=5000 by default; BENCH_N, BENCH_PICKUPS to change)
+    make bench BENCH_BASELINE=<git revision>
+                          adds platform@<short sha>: the platform at that revision,
+                          measured like "platform" in the same run (bench.baseline)
+    make bench BENCH_SYSTEMS=platform,platform@base BENCH_STAGES=worker
+                          only those systems (comma-separated, of platform, platform@base
+                          or platform@<rev>, celery, dramatiq, huey) and stages (worker:
+                          one worker, the first table; fleet: five workers + beat +
+                          Flower; dev: make run's fleet)
 """
 
 import json
@@ -17,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.baseline import ALIAS, PREFIX, Baseline, check_origin, logged_origin
 from harness.processes import RedisServer, free_port
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 
@@ -27,22 +36,43 @@ PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
 LOAD = int(os.environ.get("BENCH_LOAD", "5000"))  # tasks per queue before "after load" memory
 SYSTEMS = ("platform", "celery", "dramatiq", "huey")
+STAGES = ("worker", "fleet", "dev")
+BASELINE = os.environ.get("BENCH_BASELINE", "").strip()  # a git revision, or none
+# Where each platform system's code is: this tree, and the baseline's (main() adds it).
+# Its processes run there (working directory and PYTHONPATH).
+TREES = {"platform": ROOT}
 # The platform's no-op and pickup tasks: only the cert workers started here load them.
 PLATFORM_TASKS = "bench.systems.platform_tasks"
 MIN_FLOODED_SAMPLES = 100  # fewer pickups while flooded: no isolation figure (raise BENCH_FLOOD)
+DEV_FLEETS = ("_dev", "_dev_c2")  # results["platform_dev"]: make run's fleet, and with -c 2
+
+
+def kind(system):
+    """What a system is: "platform@a8ff677" is the platform, at another revision."""
+    return "platform" if system.startswith(PREFIX) else system
+
+
+def tree(system):
+    """The working directory (and, for the platform, PYTHONPATH) of a system's processes."""
+    return TREES.get(system, ROOT)
+
+
+def measured(results):
+    """The systems of a run's results, in the order they were measured."""
+    return [name for name in results if kind(name) in SYSTEMS and not name.endswith(DEV_FLEETS)]
 
 
 class Fleet:
     """Processes started in their own sessions, stopped together."""
 
-    def __init__(self, env, logs):
-        self.env, self.logs, self.procs = env, logs, []
+    def __init__(self, env, logs, cwd=ROOT):
+        self.env, self.logs, self.cwd, self.procs = env, logs, cwd, []
 
     def start(self, name, argv, extra_env=None):
         log = (self.logs / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -138,8 +168,8 @@ def memory_by_kind(root, worker_parents, beat, flower):
 
 def producer(system, mode, n, env):
     out = subprocess.run(
-        [PY, "-m", "bench.producer", system, mode, str(n)],
-        cwd=ROOT,
+        [PY, "-m", "bench.producer", kind(system), mode, str(n)],
+        cwd=tree(system),
         env=env,
         capture_output=True,
         text=True,
@@ -147,12 +177,15 @@ def producer(system, mode, n, env):
     )
     if out.returncode != 0:
         raise RuntimeError(f"{system} {mode}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if kind(system) == "platform":  # every platform producer says where its code was
+        check_origin(f"{system}'s producer", result.pop("platform_core", None), tree(system))
+    return result
 
 
 def worker_argv(system, queue="cert", name=None):
     name = name or queue
-    if system == "platform":
+    if kind(system) == "platform":
         argv = [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
         # Everything after runworker's `--` goes to `celery worker`.
         return [*argv, "--", "--include", PLATFORM_TASKS] if queue == "cert" else argv
@@ -197,10 +230,13 @@ def worker_argv(system, queue="cert", name=None):
     raise ValueError(system)
 
 
-def wait_until_serving(system, env, timeout=120):
+def wait_until_serving(system, env, worker, log_path, timeout=120):
     """Until a pickup probe sent now is executed: the worker is really consuming."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{system} worker exited ({worker.returncode}): {tail}")
         try:
             result = producer(system, "pickup", 1, env)
             if result["samples"]:
@@ -211,15 +247,22 @@ def wait_until_serving(system, env, timeout=120):
     raise RuntimeError(f"{system} worker did not start serving")
 
 
+def check_worker_origin(system, log_path):
+    """A platform worker that loaded the benchmark tasks ran the code of its own tree."""
+    if kind(system) == "platform":
+        check_origin(f"{system}'s worker ({log_path})", logged_origin(log_path), tree(system))
+
+
 def measure_system(system, env, logs, client, redis_pid):
-    fleet = Fleet(env, logs)
+    fleet = Fleet(env, logs, tree(system))
     figures = {}
     client.flushdb()
     figures.update(producer(system, "enqueue", 2000, env))  # no worker: enqueue only
     client.flushdb()
     started = fleet.start(f"{system}-worker", worker_argv(system, name="single"))
     try:
-        wait_until_serving(system, env)
+        wait_until_serving(system, env, started, logs / f"{system}-worker.log")
+        check_worker_origin(system, logs / f"{system}-worker.log")
         time.sleep(2)
         rss, pss = tree_memory_mb(started.pid)
         figures.update(worker_rss_mb=rss, worker_pss_mb=pss)
@@ -231,9 +274,16 @@ def measure_system(system, env, logs, client, redis_pid):
         runs = [producer(system, "throughput", N, env) for _ in range(3)]
         ran = sum(r["ran"] for r in runs) or 1
         # Every command Redis ran over the runs, producer and result writes included.
-        calls = {name[8:]: stats["calls"] for name, stats in client.info("commandstats").items()}
+        commandstats = client.info("commandstats")
+        calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
         figures["redis_calls_per_task"] = sum(calls.values()) / ran
         figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
+        # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
+        usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
+        figures["redis_command_us_per_task"] = sum(usec.values()) / ran
+        figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
+        # Of those, the producer's GETs waiting for the count: more the slower the run.
+        figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
         worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
         figures["worker_cpu_ms_per_task"] = worker_cpu / ran * 1e3
         figures["redis_cpu_us_per_task"] = (tree_cpu_seconds(redis_pid) - cpu_before[1]) / ran * 1e6
@@ -269,11 +319,11 @@ def start_workers(system, fleet):
 
 
 def start_beat_and_flower(system, fleet, logs):
-    if system == "platform":
+    if kind(system) == "platform":
         return [
-            fleet.start("platform-beat", [PY, "manage.py", "runbeat"]),
+            fleet.start(f"{system}-beat", [PY, "manage.py", "runbeat"]),
             fleet.start(
-                "platform-flower", [PY, "manage.py", "runflower", "--port", str(free_port())]
+                f"{system}-flower", [PY, "manage.py", "runflower", "--port", str(free_port())]
             ),
         ]
     stock = [PY, "-m", "celery", "-A", "bench.systems.stock_celery"]
@@ -289,8 +339,8 @@ def flood_queues(system, env, queues, n):
     """``n`` tasks onto each of ``queues``, one producer process per queue, all at once."""
     floods = [
         subprocess.Popen(
-            [PY, "-m", "bench.producer", system, "flood", str(n), queue],
-            cwd=ROOT,
+            [PY, "-m", "bench.producer", kind(system), "flood", str(n), queue],
+            cwd=tree(system),
             env=env,
             stdout=subprocess.DEVNULL,
         )
@@ -334,7 +384,7 @@ def load_every_queue(system, env, client, timeout=900):
 def measure_fleet(system, env, logs, client):
     """Five workers + beat + Flower, one process each (as systemd runs them): memory
     idle and after load, isolation, restart of the workers."""
-    fleet = Fleet(env, logs)
+    fleet = Fleet(env, logs, tree(system))
     control = control_client(env["BENCH_REDIS_URL"])
     client.flushdb()
     started = time.monotonic()
@@ -348,6 +398,7 @@ def measure_fleet(system, env, logs, client):
 
     try:
         figures = {"start_to_5_pings_s": time_until_all_ping(control, started)}
+        check_worker_origin(system, logs / f"{system}-fleet-cert.log")
         time.sleep(5)  # idle
         totals = [tree_memory_mb(pid) for pid in roots]
         figures["fleet_rss_mb"] = sum(t[0] for t in totals)
@@ -387,17 +438,17 @@ def beat_pid(log_path):
     return int(found[-1]) if found else None
 
 
-def measure_dev_fleet(env, logs, client, concurrency=None):
+def measure_dev_fleet(system, env, logs, client, concurrency=None):
     """``make run``'s fleet (manage.py runplatform: every process forked from one
     preloaded parent, beat forked from the cert worker): memory idle and after load."""
     client.flushdb()
-    fleet = Fleet(env, logs)
+    fleet = Fleet(env, logs, tree(system))
     control = control_client(env["BENCH_REDIS_URL"])
     started = time.monotonic()
     argv = [PY, "manage.py", "runplatform", "--flower-port", str(free_port())]
     if concurrency:
         argv += ["-c", str(concurrency)]
-    name = f"platform-dev-fleet-c{concurrency or 'default'}"
+    name = f"{system}-dev-fleet-c{concurrency or 'default'}"
     supervisor = fleet.start(name, argv)
     try:
         figures = {"start_to_5_pings_s": time_until_all_ping(control, started)}
@@ -411,7 +462,7 @@ def measure_dev_fleet(env, logs, client, concurrency=None):
 
         figures["fleet_rss_mb"], figures["fleet_pss_mb"] = tree_memory_mb(supervisor.pid)
         figures["fleet_idle_by_kind"] = memory()
-        load_every_queue("platform", env, client)
+        load_every_queue(system, env, client)
         figures["fleet_loaded_pss_mb"] = tree_memory_mb(supervisor.pid)[1]
         figures["fleet_loaded_by_kind"] = memory()
         return figures
@@ -423,18 +474,65 @@ def measure_dev_fleet(env, logs, client, concurrency=None):
             fleet.stop()
 
 
+def migrate(root, database_url, extra_env=None):
+    subprocess.run(
+        [PY, "manage.py", "migrate", "-v0"],
+        cwd=root,
+        check=True,
+        env={**os.environ, "DATABASE_URL": database_url, **(extra_env or {})},
+    )
+
+
+def chosen(baseline):
+    """The systems (BENCH_SYSTEMS) and stages (BENCH_STAGES) to measure; default all."""
+    known = ["platform", *([baseline.name] if baseline else []), *SYSTEMS[1:]]
+    names = {name: name for name in known}
+    if baseline:
+        names.update({ALIAS: baseline.name, f"{PREFIX}{baseline.revision}": baseline.name})
+    wanted = [n.strip() for n in os.environ.get("BENCH_SYSTEMS", "").split(",") if n.strip()]
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        hint = "" if baseline else f" ({ALIAS} needs BENCH_BASELINE=<git revision>)"
+        raise SystemExit(f"BENCH_SYSTEMS: {', '.join(unknown)} not among {', '.join(names)}{hint}")
+    systems = [name for name in known if not wanted or name in {names[w] for w in wanted}]
+    stages = os.environ.get("BENCH_STAGES", "").replace(",", " ").split() or list(STAGES)
+    if set(stages) - set(STAGES):
+        raise SystemExit(f"BENCH_STAGES: {', '.join(stages)} not among {', '.join(STAGES)}")
+    return systems, [stage for stage in STAGES if stage in stages]
+
+
+def check_queues(baseline, stages):
+    """The harness starts the baseline's workers by this tree's queue names and commands."""
+    queues, commands = baseline.queues()
+    if commands.get("cert") != WORKER_COMMANDS["cert"]:
+        raise SystemExit(f"{baseline.name} has no {WORKER_COMMANDS['cert']} command: {commands}")
+    if {"fleet", "dev"} & set(stages) and (queues, commands) != (list(QUEUES), WORKER_COMMANDS):
+        raise SystemExit(
+            f"{baseline.name}'s queues {queues} are not this tree's {list(QUEUES)}: its fleet "
+            "cannot be measured like this tree's (BENCH_STAGES=worker measures one worker)"
+        )
+
+
 def main():
+    baseline = Baseline(BASELINE) if BASELINE else None
+    systems, stages = chosen(baseline)
+    if baseline is None or baseline.name not in systems:
+        run(systems, stages, None)
+        return
+    print(f"{baseline.name}: git archive {baseline.sha} …", file=sys.stderr)
+    with baseline:  # the exported tree is removed on the way out, whatever happened
+        TREES[baseline.name] = baseline.root
+        check_queues(baseline, stages)
+        run(systems, stages, baseline)
+
+
+def run(systems, stages, baseline):
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     server = RedisServer(workdir, free_port())  # AOF everysec, as deployed
     server.start()
     url = server.url
     client = server.client()
-    subprocess.run(
-        [PY, "manage.py", "migrate", "-v0"],
-        cwd=ROOT,
-        check=True,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}"},
-    )
+    migrate(ROOT, f"sqlite:///{workdir / 'db.sqlite3'}")
     env = {
         **os.environ,
         "BENCH_REDIS_URL": url,
@@ -447,18 +545,32 @@ def main():
         "FLOWER_BASIC_AUTH": "bench:bench-password",
         "PYTHONUNBUFFERED": "1",
     }
+    envs = {system: env for system in systems}
     results = {}
+    if baseline:
+        # Its own database (its migrations may differ) and only its own tree to import.
+        database = f"sqlite:///{workdir / f'db-{baseline.short}.sqlite3'}"
+        migrate(baseline.root, database, {"PYTHONPATH": str(baseline.root)})
+        envs[baseline.name] = {**env, "DATABASE_URL": database, "PYTHONPATH": str(baseline.root)}
+        results["baseline"] = {"name": baseline.name, "sha": baseline.sha, "rev": baseline.revision}
     try:
-        for system in SYSTEMS:
+        for system in systems if "worker" in stages else ():
             print(f"measuring {system} …", file=sys.stderr)
-            results[system] = measure_system(system, env, workdir, client, server.process.pid)
-        for system in ("platform", "celery"):
-            print(f"measuring the {system} fleet …", file=sys.stderr)
-            results[system].update(measure_fleet(system, env, workdir, client))
-        print("measuring the platform's development fleet (make run) …", file=sys.stderr)
-        results["platform_dev"] = measure_dev_fleet(env, workdir, client)
-        # Like for like with stock's pool size (two per worker on this machine).
-        results["platform_dev_c2"] = measure_dev_fleet(env, workdir, client, concurrency=2)
+            figures = measure_system(system, envs[system], workdir, client, server.process.pid)
+            results[system] = figures
+        for system in systems if "fleet" in stages else ():
+            if kind(system) == "platform" or system == "celery":
+                print(f"measuring the {system} fleet …", file=sys.stderr)
+                figures = measure_fleet(system, envs[system], workdir, client)
+                results.setdefault(system, {}).update(figures)
+        for system in systems if "dev" in stages else ():
+            if kind(system) == "platform":
+                print(f"measuring {system}'s development fleet (make run) …", file=sys.stderr)
+                results[f"{system}_dev"] = measure_dev_fleet(system, envs[system], workdir, client)
+                # Like for like with stock's pool size (two per worker on this machine).
+                results[f"{system}_dev_c2"] = measure_dev_fleet(
+                    system, envs[system], workdir, client, concurrency=2
+                )
     finally:
         server.stop_cleanly()
         # Whatever was measured, even if a later stage failed.
@@ -472,120 +584,268 @@ def fmt(value, spec=".0f"):
     return "n/a" if value is None else format(value, spec)
 
 
+def ratio(value, reference, spec=".2f"):
+    """``value / reference``; n/a when either was not measured."""
+    return "n/a" if value is None or not reference else format(value / reference, spec)
+
+
+def met(check):
+    """ "yes"/"no" for a target, or None when the run did not measure what it needs."""
+    try:
+        return "yes" if check() else "no"
+    except KeyError:
+        return None
+
+
+def print_targets(title, targets):
+    """A target table, unless this run measured none of its targets."""
+    verdicts = [(label, met(check)) for label, check in targets]
+    if all(verdict is None for _, verdict in verdicts):
+        return
+    print(f"\n| {title} | met in this run |")
+    print("|---|---|")
+    for label, verdict in verdicts:
+        print(f"| {label} | {verdict or 'not measured'} |")
+
+
 def print_table(results):
-    stock, platform_ = results["celery"], results["platform"]
+    systems = measured(results)
+    stock, platform_ = results.get("celery", {}), results.get("platform", {})
     print(
         f"Machine: {host.machine()}, {os.cpu_count()} cores, Python {host.python_version()}, "
-        f"N={N} no-op tasks, {PICKUPS} pickups, {FLOOD} flood tasks per other queue\n"
+        f"N={N} no-op tasks, {PICKUPS} pickups, {FLOOD} flood tasks per other queue"
     )
-    print(
-        "| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock) | pickup p50 / p99 ms"
-        " | idle worker RSS / PSS MB | worker CPU ms / task | Redis CPU µs / task"
-        " | Redis commands / task | every task ran |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name in SYSTEMS:
+    if "baseline" in results:
+        base = results["baseline"]
+        print(f"{base['name']}: the platform at {base['sha']} (BENCH_BASELINE={base['rev']})")
+    workers = [name for name in systems if "enqueue_us" in results[name]]
+    if workers:
+        print(
+            "\n| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock)"
+            " | pickup p50 / p99 ms | idle worker RSS / PSS MB | worker CPU ms / task"
+            " | Redis CPU µs / task | Redis commands / task | every task ran |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name in workers:
         r = results[name]
         print(
-            f"| {name} | {r['enqueue_us']:.0f} ({r['enqueue_us'] / stock['enqueue_us']:.2f}) | "
-            f"{r['tasks_per_s']:.0f} ({r['tasks_per_s'] / stock['tasks_per_s']:.2f}) | "
+            f"| {name} | {r['enqueue_us']:.0f} ({ratio(r['enqueue_us'], stock.get('enqueue_us'))})"
+            f" | {r['tasks_per_s']:.0f} ({ratio(r['tasks_per_s'], stock.get('tasks_per_s'))}) | "
             f"{fmt(r['p50_ms'], '.1f')} / {fmt(r['p99_ms'], '.1f')} | "
             f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} | "
             f"{r['worker_cpu_ms_per_task']:.2f} | {r['redis_cpu_us_per_task']:.0f} | "
             f"{r['redis_calls_per_task']:.1f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
-    print(
-        "\n| fleet: 5 workers + beat + Flower | idle RSS MB (vs stock) | idle PSS MB"
-        " | start → 5 pings s | restart workers → 5 pings s"
-        " | cert p99 idle / others flooded ms (ratio, flooded pickups) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in ("platform", "celery"):
-        r = results[name]
+    fleets = [name for name in systems if "fleet_rss_mb" in results[name]]
+    if fleets:
         print(
-            f"| {name} | {r['fleet_rss_mb']:.0f} ({r['fleet_rss_mb'] / stock['fleet_rss_mb']:.2f})"
+            "\n| fleet: 5 workers + beat + Flower | idle RSS MB (vs stock) | idle PSS MB"
+            " | start → 5 pings s | restart workers → 5 pings s"
+            " | cert p99 idle / others flooded ms (ratio, flooded pickups) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+    for name in fleets:
+        r = results[name]
+        vs_stock = ratio(r["fleet_rss_mb"], stock.get("fleet_rss_mb"))
+        print(
+            f"| {name} | {r['fleet_rss_mb']:.0f} ({vs_stock})"
             f" | {r['fleet_pss_mb']:.0f} | {fmt(r['start_to_5_pings_s'], '.1f')} | "
             f"{fmt(r['restart_to_5_pings_s'], '.1f')} | {r['fleet_idle_p99_ms']:.1f} / "
             f"{fmt(r['flooded_p99_ms'], '.1f')} ({fmt(r['isolation_ratio'], '.1f')}, "
             f"{r['flooded_samples']} pickups) |"
         )
-    print_memory(results)
-    dramatiq, huey = results["dramatiq"], results["huey"]
-    targets = [
-        ("throughput ≥ Dramatiq", platform_["tasks_per_s"] >= dramatiq["tasks_per_s"]),
-        ("throughput ≥ 3x stock Celery", platform_["tasks_per_s"] >= 3 * stock["tasks_per_s"]),
-        ("throughput ≥ Huey", platform_["tasks_per_s"] >= huey["tasks_per_s"]),
-        ("enqueue ≤ Dramatiq", platform_["enqueue_us"] <= dramatiq["enqueue_us"]),
-        ("idle pickup p99 ≤ 2 ms", (platform_["p99_ms"] or 1e9) <= 2),
-        ("isolation ratio ≤ 2", (platform_["isolation_ratio"] or 1e9) <= 2),
-        ("fleet RSS ≤ ½ stock fleet", platform_["fleet_rss_mb"] <= stock["fleet_rss_mb"] / 2),
-        ("restart → 5 pings ≤ 5 s", (platform_["restart_to_5_pings_s"] or 1e9) <= 5),
-    ]
-    print("\n| performance target | met in this run |")
-    print("|---|---|")
-    for label, met in targets:
-        print(f"| {label} | {'yes' if met else 'no'} |")
-    for name in ("platform", "celery"):
-        by_command = results[name]["redis_calls_by_command"]
-        busiest = sorted(by_command.items(), key=lambda item: -item[1])[:8]
-        print(
-            f"\n{name}: Redis commands per task: " + ", ".join(f"{c} {n:.2f}" for c, n in busiest)
+    print_memory(results, systems)
+    print_comparison(results, systems)
+    # The targets are the platform's (this tree's) against the other systems.
+    print_targets(
+        "performance target",
+        [
+            (
+                "throughput ≥ Dramatiq",
+                lambda: platform_["tasks_per_s"] >= results["dramatiq"]["tasks_per_s"],
+            ),
+            (
+                "throughput ≥ 3x stock Celery",
+                lambda: platform_["tasks_per_s"] >= 3 * stock["tasks_per_s"],
+            ),
+            (
+                "throughput ≥ Huey",
+                lambda: platform_["tasks_per_s"] >= results["huey"]["tasks_per_s"],
+            ),
+            (
+                "enqueue ≤ Dramatiq",
+                lambda: platform_["enqueue_us"] <= results["dramatiq"]["enqueue_us"],
+            ),
+            ("idle pickup p99 ≤ 2 ms", lambda: (platform_["p99_ms"] or 1e9) <= 2),
+            ("isolation ratio ≤ 2", lambda: (platform_["isolation_ratio"] or 1e9) <= 2),
+            (
+                "fleet RSS ≤ ½ stock fleet",
+                lambda: platform_["fleet_rss_mb"] <= stock["fleet_rss_mb"] / 2,
+            ),
+            ("restart → 5 pings ≤ 5 s", lambda: (platform_["restart_to_5_pings_s"] or 1e9) <= 5),
+        ],
+    )
+    for name in workers:
+        if kind(name) == "platform" or name == "celery":
+            busiest = sorted(results[name]["redis_calls_by_command"].items(), key=lambda i: -i[1])
+            print(
+                f"\n{name}: Redis commands per task: "
+                + ", ".join(f"{command} {n:.2f}" for command, n in busiest[:8])
+            )
+    if fleets:
+        backlog = {name: results[name]["flood_backlog_at_end"] for name in fleets}
+        print(f"\nflood still queued after the flooded pickups: {backlog}")
+
+
+# (label, results key suffix, figure, format, which way is better): this tree's platform
+# beside the baseline's (BENCH_BASELINE), for "no worse than before".
+COMPARED = (
+    ("enqueue µs", "", "enqueue_us", ".0f", "lower"),
+    ("tasks/s, median of 3", "", "tasks_per_s", ".0f", "higher"),
+    ("pickup p50 ms", "", "p50_ms", ".2f", "lower"),
+    ("pickup p99 ms", "", "p99_ms", ".2f", "lower"),
+    ("idle worker PSS MB", "", "worker_pss_mb", ".0f", "lower"),
+    ("worker CPU ms / task", "", "worker_cpu_ms_per_task", ".3f", "lower"),
+    ("Redis CPU µs / task", "", "redis_cpu_us_per_task", ".1f", "lower"),
+    # commandstats: a script's time includes its commands', which count on their own too.
+    (
+        "Redis µs in commands / task, scripts' own twice",
+        "",
+        "redis_command_us_per_task",
+        ".1f",
+        "lower",
+    ),
+    ("Redis commands / task", "", "redis_calls_per_task", ".2f", "lower"),
+    ("of which the producer's polls (GET) / task", "", "producer_polls_per_task", ".2f", ""),
+    ("Redis commands / task less those polls", "", "calls_less_polls_per_task", ".2f", "lower"),
+    ("fleet idle RSS MB", "", "fleet_rss_mb", ".0f", "lower"),
+    ("fleet idle PSS MB", "", "fleet_pss_mb", ".0f", "lower"),
+    (f"fleet PSS MB after {LOAD} no-ops per queue", "", "fleet_loaded_pss_mb", ".0f", "lower"),
+    ("start → 5 pings s", "", "start_to_5_pings_s", ".1f", "lower"),
+    ("restart workers → 5 pings s", "", "restart_to_5_pings_s", ".1f", "lower"),
+    ("cert pickup p99, others flooded, ms", "", "flooded_p99_ms", ".1f", "lower"),
+    ("isolation ratio", "", "isolation_ratio", ".1f", "lower"),
+    ("make run fleet idle PSS MB", "_dev", "fleet_pss_mb", ".0f", "lower"),
+    ("make run fleet PSS MB after load", "_dev", "fleet_loaded_pss_mb", ".0f", "lower"),
+    ("make run -c 2 fleet idle PSS MB", "_dev_c2", "fleet_pss_mb", ".0f", "lower"),
+    ("make run -c 2 fleet PSS MB after load", "_dev_c2", "fleet_loaded_pss_mb", ".0f", "lower"),
+)
+
+
+def with_net_calls(figures):
+    """``figures`` with the Redis commands per task the producer's polls left out."""
+    if "producer_polls_per_task" not in figures:
+        return figures
+    net = figures["redis_calls_per_task"] - figures["producer_polls_per_task"]
+    return {**figures, "calls_less_polls_per_task": net}
+
+
+def print_comparison(results, systems):
+    """This tree's platform beside the baseline's, figure by figure, with the ratio."""
+    base = next((name for name in systems if name.startswith(PREFIX)), None)
+    if base is None or "platform" not in systems:
+        return
+    print(f"\n| platform: this tree vs {base} | {base} | platform | ratio | better |")
+    print("|---|---:|---:|---:|---|")
+    for label, suffix, figure, spec, better in COMPARED:
+        then, now = (
+            with_net_calls(results.get(f"{base}{suffix}", {})),
+            with_net_calls(results.get(f"platform{suffix}", {})),
         )
-    backlog = {name: results[name]["flood_backlog_at_end"] for name in ("platform", "celery")}
-    print(f"\nflood still queued after the flooded pickups: {backlog}")
+        if figure in then and figure in now:
+            print(
+                f"| {label} | {fmt(then[figure], spec)} | {fmt(now[figure], spec)} | "
+                f"{ratio(now[figure], then[figure])} | {better} |"
+            )
+    then, now = (results.get(name, {}) for name in (base, "platform"))
+    calls = [figures.get("redis_calls_by_command", {}) for figures in (then, now)]
+    usec = [figures.get("redis_us_by_command", {}) for figures in (then, now)]
+    most = {command: max(c.get(command, 0) for c in calls) for command in {*calls[0], *calls[1]}}
+    shown = sorted((command for command in most if most[command] >= 0.01), key=lambda c: -most[c])
+    if shown:
+        print(
+            f"\n| Redis, by command | commands / task: {base} | platform"
+            f" | µs in the command / task: {base} | platform |"
+        )
+        print("|---|---:|---:|---:|---:|")
+    for command in shown:
+        label = "get (with the producer's polls)" if command == "get" else command
+        print(
+            f"| {label} | {calls[0].get(command, 0):.2f} | {calls[1].get(command, 0):.2f} | "
+            + " | ".join(fmt(u.get(command), ".2f") for u in usec)
+            + " |"
+        )
 
 
 KINDS = ("worker parent", "pool child", "beat", "flower", "supervisor")
-FLEETS = {
-    "platform_dev": "platform, make run (forked from one preloaded parent, 1 pool process)",
-    "platform_dev_c2": "platform, make run -c 2 (2 pool processes, as stock)",
-    "platform": "platform, one process per unit (as systemd runs it)",
-    "celery": "stock Celery (5 workers, beat, Flower)",
-}
 
 
-def print_memory(results):
-    stock = results["celery"]
+def memory_fleets(results, systems):
+    """(results key, label) of every fleet measured: each platform tree's, then stock's."""
+    fleets = []
+    for name in systems:
+        if kind(name) == "platform":
+            fleets += [
+                (
+                    f"{name}_dev",
+                    f"{name}, make run (forked from one preloaded parent, 1 pool process)",
+                ),
+                (f"{name}_dev_c2", f"{name}, make run -c 2 (2 pool processes, as stock)"),
+                (name, f"{name}, one process per unit (as systemd runs it)"),
+            ]
+        elif name == "celery":
+            fleets.append((name, "stock Celery (5 workers, beat, Flower)"))
+    return [(key, label) for key, label in fleets if "fleet_pss_mb" in results.get(key, {})]
+
+
+def print_memory(results, systems):
+    stock = results.get("celery", {})
+    fleets = memory_fleets(results, systems)
+    if not fleets:
+        return
     print(f"\n| fleet PSS MB | idle (vs stock) | after {LOAD} no-ops per queue (vs stock) |")
     print("|---|---:|---:|")
-    for name, label in FLEETS.items():
+    for name, label in fleets:
         r = results[name]
+        vs_stock = ratio(r["fleet_pss_mb"], stock.get("fleet_pss_mb"))
         print(
-            f"| {label} | {r['fleet_pss_mb']:.0f} ({r['fleet_pss_mb'] / stock['fleet_pss_mb']:.2f})"
+            f"| {label} | {r['fleet_pss_mb']:.0f} ({vs_stock})"
             f" | {r['fleet_loaded_pss_mb']:.0f}"
-            f" ({r['fleet_loaded_pss_mb'] / stock['fleet_loaded_pss_mb']:.2f}) |"
+            f" ({ratio(r['fleet_loaded_pss_mb'], stock.get('fleet_loaded_pss_mb'))}) |"
         )
     print("\n| PSS MB (processes) by kind | " + " | ".join(KINDS) + " |")
     print("|---|" + "---:|" * len(KINDS))
-    for name, label in FLEETS.items():
+    for name, label in fleets:
         for state in ("idle", "loaded"):
             by_kind = results[name][f"fleet_{state}_by_kind"]
             cells = (
-                f"{by_kind[kind]['pss_mb']:.0f} ({by_kind[kind]['processes']})"
-                if kind in by_kind
+                f"{by_kind[each]['pss_mb']:.0f} ({by_kind[each]['processes']})"
+                if each in by_kind
                 else "-"
-                for kind in KINDS
+                for each in KINDS
             )
             print(f"| {label}, {state} | " + " | ".join(cells) + " |")
-    dev = results["platform_dev"]
-    print("\n| memory target | met in this run |")
-    print("|---|---|")
-    for label, met in (
-        (
-            "make run fleet idle PSS ≤ 0.5x stock",
-            dev["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
-        ),
-        (
-            "make run fleet PSS after load ≤ 0.6x stock",
-            dev["fleet_loaded_pss_mb"] <= 0.6 * stock["fleet_loaded_pss_mb"],
-        ),
-        (
-            "per-unit fleet idle PSS ≤ 0.5x stock",
-            results["platform"]["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
-        ),
-    ):
-        print(f"| {label} | {'yes' if met else 'no'} |")
+    print_targets(
+        "memory target",
+        [
+            (
+                "make run fleet idle PSS ≤ 0.5x stock",
+                lambda: results["platform_dev"]["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
+            ),
+            (
+                "make run fleet PSS after load ≤ 0.6x stock",
+                lambda: (
+                    results["platform_dev"]["fleet_loaded_pss_mb"]
+                    <= 0.6 * stock["fleet_loaded_pss_mb"]
+                ),
+            ),
+            (
+                "per-unit fleet idle PSS ≤ 0.5x stock",
+                lambda: results["platform"]["fleet_pss_mb"] <= 0.5 * stock["fleet_pss_mb"],
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":
