@@ -101,8 +101,8 @@ def families(snapshot: Snapshot):
 def _counters(snapshot: Snapshot):
     rejected = CounterMetricFamily(
         "platform_rejected_messages",
-        "Messages refused with a reason (bad input, unknown task, wrong arguments, "
-        "too-many-attempts)",
+        "Messages refused, by reason (platform_core.errors.Rejection: bad input, unknown "
+        "task, wrong arguments, too-many-attempts, drills-off …)",
         labels=["queue", "reason"],
     )
     poison = CounterMetricFamily(
@@ -116,8 +116,10 @@ def _counters(snapshot: Snapshot):
         labels=["queue"],
     )
     for stats in snapshot.queues.values():
-        for reason, count in stats.rejected.items():
-            rejected.add_metric([stats.queue, reason], count)
+        # Every reason the platform can give, from zero (a rate shows from the first
+        # refusal); a reason counted by another version is still shown.
+        for reason in [*Rejection, *(r for r in stats.rejected if r not in set(Rejection))]:
+            rejected.add_metric([stats.queue, str(reason)], stats.rejected.get(reason, 0))
         poison.add_metric([stats.queue], stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0))
         redelivered.add_metric([stats.queue], stats.redelivered)
     yield from (rejected, poison, redelivered)
