@@ -149,6 +149,38 @@ def test_the_platform_producer_parks_a_far_eta_and_sends_a_near_one(server, redi
     assert b'"near"' in queued
 
 
+def test_a_publish_batch_parks_a_far_eta_by_sha_even_on_a_flushed_redis(
+    server, redis_url, monkeypatch
+):
+    """kombu's publish batch runs the commands it is given in one pipeline (no NOSCRIPT
+    retry inside it): the channel loads PARK first, so a Redis that lost its scripts
+    still parks the message."""
+    from kombu import Connection
+
+    transport.install()
+    server.script_flush()
+    loads = []
+    monkeypatch.setattr(
+        type(PARK),
+        "load",
+        lambda script, client: loads.append(client) or client.script_load(script.source),
+    )
+    now = datetime.now(UTC)
+    with Connection(redis_url) as connection:
+        producer = connection.Producer()
+        with producer.batch():
+            for name, eta in (("far", now + timedelta(hours=1)), ("near", now)):
+                producer.publish(
+                    {"n": name}, routing_key=QUEUE, headers={"eta": eta.isoformat(), "id": name}
+                )
+    assert len(loads) == 1  # the batch path: loaded once, before the pipeline ran
+    [(item, due)] = server.zrange(keys.delayed(QUEUE), 0, -1, withscores=True)
+    assert b'"far"' in item
+    assert abs(due - (redis_now_ms(server) + 3_600_000)) < 5_000
+    [queued] = server.lrange(QUEUE, 0, -1)
+    assert b'"near"' in queued
+
+
 def test_purging_a_queue_empties_its_delayed_set_too(server, redis_url):
     from kombu import Connection
 
