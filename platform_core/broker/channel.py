@@ -22,6 +22,7 @@ per connection pool.
 """
 
 import logging
+import re
 from contextlib import contextmanager
 from time import monotonic
 
@@ -43,6 +44,8 @@ from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, NotReplic
 
 logger = logging.getLogger("platform_core.broker.transport")
 
+# Redis' refusal of a write when fewer replicas than min-replicas-to-write are connected.
+_NOREPLICAS = re.compile(r"(^|caused error: )NOREPLICAS ")
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
 
@@ -144,7 +147,8 @@ class Channel(kombu_redis.Channel):
                             raise
                         script.load(client)  # this Redis does not know it yet: again
                     except redis.exceptions.ResponseError as exc:
-                        if not str(exc).startswith("NOREPLICAS"):
+                        # As Redis says it, or inside redis-py's pipeline message.
+                        if not _NOREPLICAS.search(str(exc)):
                             raise
                         raise NotReplicated(queue, self.min_replicas, refused=True) from exc
             if confirmed >= self.min_replicas:
