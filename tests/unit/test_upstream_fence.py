@@ -246,7 +246,8 @@ def _sentinel():
     assert list(params) == ["self", "asynchronous"]
     assert "_sentinel_managed_pool" in inspect.getsource(kombu_redis.SentinelChannel._get_pool)
     disconnect = inspect.getsource(kombu_redis.Channel._disconnect_pools)
-    assert "_sentinel_manager" in disconnect and "_async_sentinel_manager" in disconnect
+    assert "_sentinel_manager" in disconnect
+    assert "_async_sentinel_manager" in disconnect
     assert "master_name" in kombu_redis.SentinelChannel.from_transport_options
 
 
