@@ -37,17 +37,31 @@ from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
 from platform_core.broker.qos import ORPHANED_ACKS, Held, QoS
 from platform_core.broker.rejections import report_rejection
-from platform_core.broker.scripts import FETCH, PARK
+from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
 from platform_core.config.environment import DEFAULTS
 from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, NotReplicated, Rejection
 
 logger = logging.getLogger("platform_core.broker.transport")
 
+# A message whose headers carry "<name>\n<occurrence ms>" under this key is enqueued only
+# if that occurrence is later than the last one enqueued under the name (ENQUEUE_ONCE):
+# how a periodic job's due time is sent once, whichever beat sends it (tasks.beat).
+ONCE_HEADER = "platform_once"
 # Redis' refusal of a write when fewer replicas than min-replicas-to-write are connected.
 _NOREPLICAS = re.compile(r"(^|caused error: )NOREPLICAS ")
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
+
+
+def _once_of(message: dict) -> tuple[str, int] | None:
+    """The (name, occurrence ms) a message's ONCE_HEADER carries, if it carries one."""
+    headers = message.get("headers")
+    value = headers.get(ONCE_HEADER) if isinstance(headers, dict) else None
+    if not isinstance(value, str):
+        return None
+    name, _, occurrence = value.rpartition("\n")
+    return (name, int(occurrence)) if name and occurrence.isdigit() else None
 
 
 class Channel(kombu_redis.Channel):
@@ -100,6 +114,11 @@ class Channel(kombu_redis.Channel):
         stamp(message)  # the queue metrics' "oldest message" age starts here
         delay = delay_of(message)
         publish_batch = kwargs.get("_publish_batch")
+        once = _once_of(message)
+        if once is not None and not should_park(delay):
+            kwargs.pop("_publish_batch", None)  # sent alone: its reply says if it was sent
+            self._put_once(queue, message, *once)
+            return
         if not should_park(delay):
             if not self.min_replicas or queue in self._expires:  # _expires: control replies
                 return super()._put(queue, message, **kwargs)
@@ -123,6 +142,23 @@ class Channel(kombu_redis.Channel):
             PARK.load(client)
             publish_batch.add("execute_command", *PARK.command((key,), args))
 
+    def _put_once(self, queue, message, name, occurrence):
+        key = self._q_for_pri(queue, self._get_message_priority(message, False))
+        payload = dumps(message)
+        keys_args = ((keys.ONCE, key), (name, occurrence, payload))
+        if self.min_replicas:
+            undo = ("LREM", key, 1, payload)
+            sent = self._replicated(queue, ENQUEUE_ONCE.command(*keys_args), undo, ENQUEUE_ONCE)
+        else:
+            with self.conn_or_acquire() as client:
+                sent = ENQUEUE_ONCE(client, *keys_args)
+        if not sent:
+            logger.warning(
+                "%s: occurrence %s was enqueued before (by another sender); not again",
+                name,
+                occurrence,
+            )
+
     @property
     def supports_batch_publish(self):
         # kombu's batches (Producer.batch) pipeline many publishes without a reply each;
@@ -130,7 +166,7 @@ class Channel(kombu_redis.Channel):
         return not self.min_replicas
 
     def _replicated(self, queue, command, undo, script=None):
-        """Run ``command`` (an enqueue) and return once ``min_replicas`` replicas hold it
+        """Run ``command`` (an enqueue); its reply once ``min_replicas`` replicas hold it
         (WAIT, in the same round trip and on the same connection). If they do not within
         ``replica_timeout_ms``, the enqueue is withdrawn (``undo``) and NotReplicated
         raised: the caller is told, not left believing in a copy a failover would lose."""
@@ -140,7 +176,7 @@ class Channel(kombu_redis.Channel):
                     pipe.execute_command(*command)
                     pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
                     try:
-                        _, confirmed = pipe.execute()
+                        reply, confirmed = pipe.execute()
                         break
                     except redis.exceptions.NoScriptError:
                         if script is None or attempt == 2:
@@ -152,7 +188,7 @@ class Channel(kombu_redis.Channel):
                             raise
                         raise NotReplicated(queue, self.min_replicas, refused=True) from exc
             if confirmed >= self.min_replicas:
-                return
+                return reply
             try:
                 client.execute_command(*undo)
             except BROKER_ERRORS as exc:
