@@ -258,6 +258,17 @@ def _result_backend_sentinel():
     assert "master_for" in source
 
 
+@structure("celery-consumer-reconnect")
+def _consumer_reconnect():
+    # Celery calls conn.ensure_connection(errback, max_retries, callback=…) without
+    # intervals; kombu's defaults are the ones replaced (by keyword, through a partial).
+    source = inspect.getsource(Consumer.ensure_connected)
+    assert "conn.ensure_connection(" in source
+    assert "interval_" not in source
+    params = inspect.signature(kombu.Connection._ensure_connection).parameters
+    assert {"interval_start", "interval_step", "interval_max"} <= set(params)
+
+
 @structure("kombu-redis-client")
 def _client():
     params = inspect.signature(kombu_redis.Channel.conn_or_acquire).parameters
