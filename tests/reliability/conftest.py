@@ -85,7 +85,12 @@ def start_worker(platform_env_short, tmp_path):
             WORKER_COMMANDS[queue], "-c", str(concurrency), "-n", f"{name}@%h", *extra_args
         )
         process = Process(f"worker-{name}", argv, env, tmp_path)
-        wait_for(lambda: " ready." in process.log(), 60, f"worker {name} to start")
+        wait_for(
+            lambda: " ready." in process.log() or not process.alive(),
+            60,
+            f"worker {name} to start",
+        )
+        assert process.alive(), f"worker {name} exited at start:\n{process.log()[-3000:]}"
         started.append(process)
         return process
 

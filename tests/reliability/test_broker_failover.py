@@ -161,6 +161,12 @@ def figures(producer: Producer, failover: Failover, executions: dict, started_at
         "delivery_lag_s": delivery_resume - (failover.writable_at - killed),
         "ran": sum(1 for s in ok if s["id"] in executions),
         "lost": sum(1 for s in ok if s["id"] not in executions),
+        "lost_by_kind": ",".join(
+            f"{kind}:{n}"
+            for kind in ("immediate", "delayed", "long")
+            if (n := sum(1 for s in ok if s["kind"] == kind and s["id"] not in executions))
+        )
+        or "-",
         "twice": sum(1 for s in ok if executions.get(s["id"], 0) > 1),
         "running_at_kill": len(running_at_kill),
         "delayed_pending_at_kill": sum(
