@@ -127,7 +127,9 @@ def figures(producer: Producer, failover: Failover, executions: dict, started_at
     killed = failover.killed_at
     sends = producer.sends
     ok = [s for s in sends if s["ok"]]
-    after = [s["returned"] for s in ok if s["returned"] > killed]
+    # Sends called after the kill: one written to the old primary just before it died may
+    # return after, and would say nothing about the new one.
+    after = [s["returned"] for s in ok if s["called"] >= killed]
     enqueue_resume = min(after) - killed if after else float("inf")
     fresh = [
         started_at[s["id"]]
