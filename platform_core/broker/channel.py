@@ -22,6 +22,7 @@ per connection pool.
 """
 
 import logging
+import re
 from contextlib import contextmanager
 from time import monotonic
 
@@ -39,10 +40,12 @@ from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
 from platform_core.config.environment import DEFAULTS
-from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, Rejection
+from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, NotReplicated, Rejection
 
 logger = logging.getLogger("platform_core.broker.transport")
 
+# Redis' refusal of a write when fewer replicas than min-replicas-to-write are connected.
+_NOREPLICAS = re.compile(r"(^|caused error: )NOREPLICAS ")
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
 
@@ -54,10 +57,14 @@ class Channel(kombu_redis.Channel):
         *kombu_redis.Channel.from_transport_options,
         "lease_seconds",
         "lease_sweep_seconds",
+        "min_replicas",
+        "replica_timeout_ms",
     )
-    # The platform sets both from PLATFORM_LEASE_* (celery_factory).
+    # The platform sets these from PLATFORM_LEASE_* and PLATFORM_BROKER_* (celery_factory).
     lease_seconds = DEFAULTS.lease_seconds
     lease_sweep_seconds = DEFAULTS.lease_sweep_seconds
+    min_replicas = DEFAULTS.broker_min_replicas
+    replica_timeout_ms = DEFAULTS.broker_replica_timeout_ms
     _lease = None
     _promoter = None
     _sync_client = None
@@ -92,12 +99,20 @@ class Channel(kombu_redis.Channel):
     def _put(self, queue, message, **kwargs):
         stamp(message)  # the queue metrics' "oldest message" age starts here
         delay = delay_of(message)
+        publish_batch = kwargs.get("_publish_batch")
         if not should_park(delay):
-            return super()._put(queue, message, **kwargs)
+            if not self.min_replicas or queue in self._expires:  # _expires: control replies
+                return super()._put(queue, message, **kwargs)
+            key = self._q_for_pri(queue, self._get_message_priority(message, False))
+            payload = dumps(message)
+            self._replicated(queue, ("LPUSH", key, payload), ("LREM", key, 1, payload))
+            return
         # Due later than the horizon: into the delayed set, not onto the queue.
         key = keys.delayed(self._q_for_pri(queue, self._get_message_priority(message, False)))
         args = (int(delay * 1000), dumps(message))
-        publish_batch = kwargs.pop("_publish_batch", None)
+        if self.min_replicas:
+            self._replicated(queue, PARK.command((key,), args), ("ZREM", key, args[1]), PARK)
+            return
         with self.conn_or_acquire() as client:
             if publish_batch is None:
                 PARK(client, (key,), args)
@@ -107,6 +122,42 @@ class Channel(kombu_redis.Channel):
             # flush fails the batch, as any broker failure does ("delivery is uncertain").
             PARK.load(client)
             publish_batch.add("execute_command", *PARK.command((key,), args))
+
+    @property
+    def supports_batch_publish(self):
+        # kombu's batches (Producer.batch) pipeline many publishes without a reply each;
+        # an enqueue that must be confirmed by replicas is sent, and waited for, alone.
+        return not self.min_replicas
+
+    def _replicated(self, queue, command, undo, script=None):
+        """Run ``command`` (an enqueue) and return once ``min_replicas`` replicas hold it
+        (WAIT, in the same round trip and on the same connection). If they do not within
+        ``replica_timeout_ms``, the enqueue is withdrawn (``undo``) and NotReplicated
+        raised: the caller is told, not left believing in a copy a failover would lose."""
+        with self.conn_or_acquire() as client:
+            for attempt in (1, 2):
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.execute_command(*command)
+                    pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
+                    try:
+                        _, confirmed = pipe.execute()
+                        break
+                    except redis.exceptions.NoScriptError:
+                        if script is None or attempt == 2:
+                            raise
+                        script.load(client)  # this Redis does not know it yet: again
+                    except redis.exceptions.ResponseError as exc:
+                        # As Redis says it, or inside redis-py's pipeline message.
+                        if not _NOREPLICAS.search(str(exc)):
+                            raise
+                        raise NotReplicated(queue, self.min_replicas, refused=True) from exc
+            if confirmed >= self.min_replicas:
+                return
+            try:
+                client.execute_command(*undo)
+            except BROKER_ERRORS as exc:
+                logger.warning("An unconfirmed enqueue to %s was not withdrawn: %s", queue, exc)
+            raise NotReplicated(queue, self.min_replicas, confirmed=confirmed)
 
     # fence: kombu-redis-purge
     def _purge(self, queue):
