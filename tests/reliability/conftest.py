@@ -49,7 +49,7 @@ def broker_group(tmp_path):
         group.stop()
 
 
-def sentinel_env(group: BrokerGroup, min_replicas: int = 1, replica_timeout_ms: int = 1000):
+def sentinel_env(group: BrokerGroup, min_replicas: int = 1, replica_timeout_ms: int = 500):
     """What a platform process is given to follow the group: the sentinel URL, the
     master's name and how many replicas confirm each enqueue (WAIT)."""
     return {

@@ -8,7 +8,9 @@ Its one task counts executions per token, as the platform's drills do, but in a 
 "ledger" Redis that the drill leaves alone: what it measures is the broker, not this write.
 """
 
+import json
 import os
+import socket
 import time
 
 import redis
@@ -43,6 +45,8 @@ def ledger() -> redis.Redis:
 @app.task(bind=True, name="stock.record")
 def record(self, token: str, seconds: float = 0) -> None:
     started_at = time.time()
+    entry = {"task": self.request.id, "host": socket.gethostname(), "at": started_at}
+    ledger().rpush(f"platform:drill:{token}:starts", json.dumps(entry))
     time.sleep(seconds)
     with ledger().pipeline() as pipe:
         pipe.hincrby(f"platform:drill:{token}", self.request.id, 1)

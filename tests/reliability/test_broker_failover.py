@@ -34,18 +34,25 @@ from tests.reliability.conftest import (
     sentinel_env,
 )
 
-RATE = 20  # sends per second per producer
+# The same load on both sides: 20 sends/s in all (the anchor's one producer, or the
+# platform's two at 10/s each), 2 tasks of 3 s running at the kill, 2 workers of 4 processes.
+RATE = 20
+PRODUCERS_ON_PLATFORM = 2
+CONCURRENCY = 4
 DURATION = 18  # seconds each producer streams
 KILL_AT = 6  # seconds into the stream, the primary is SIGKILLed
 COUNTDOWN = 5  # every DELAYED_EVERY-th task
 DELAYED_EVERY = 4
-LONG_AT, LONG_COUNT, LONG_SECONDS = 5, 2, 3  # running when the primary dies
+LONG_AT, LONG_COUNT, LONG_SECONDS = 5, 2, 3  # in all; running when the primary dies
 RESUME_BOUND = DOWN_AFTER_MS / 1000 + 5
 # A delayed task starts within this of its due time, or of RESUME_BOUND after the kill
 # when it fell due during the failover.
 ON_TIME_SECONDS = 1.0
-# Sends are sampled every 1/RATE s: "no later than stock" is judged to that resolution.
-SAMPLE = 1 / RATE
+# Sends are sampled every 1/rate s: "no later than stock" is judged to that resolution.
+SAMPLE = PRODUCERS_ON_PLATFORM / RATE
+# Before the kill the workers keep up with the stream (start - send, immediate tasks), or
+# a backlog, not the failover, would decide when tasks sent after the kill start.
+KEPT_UP_SECONDS = 1.0
 # Tasks (and their writes) must outlast the failover: a 30 s hard limit.
 PATIENT = {"PLATFORM_SITE_TASK_TIME_LIMIT": "30"}
 
@@ -72,13 +79,13 @@ class Producer:
         self.sends = [line for line in lines if "kind" in line]
 
 
-def start_producer(label, via, tmp_path, env, token, **options) -> Producer:
+def start_producer(label, via, tmp_path, env, token, share=1, **options) -> Producer:
     out = str(tmp_path / f"producer-{label}.jsonl")
     argv = [
         sys.executable, "-m", "tests.reliability.failover_producer", "--via", via,
-        "--out", out, "--token", token, "--rate", str(RATE), "--duration", str(DURATION),
+        "--out", out, "--token", token, "--rate", str(RATE / share), "--duration", str(DURATION),
         "--countdown", str(COUNTDOWN), "--delayed-every", str(DELAYED_EVERY),
-        "--long-at", str(LONG_AT), "--long-count", str(LONG_COUNT),
+        "--long-at", str(LONG_AT), "--long-count", str(LONG_COUNT // share),
         "--long-seconds", str(LONG_SECONDS),
         *(arg for key, value in options.items() for arg in (f"--{key}", str(value))),
     ]  # fmt: skip
@@ -123,7 +130,17 @@ def await_executions(executions, producers, extra: float):
         pass  # counted as lost below
 
 
-def figures(producer: Producer, failover: Failover, executions: dict, started_at: dict) -> dict:
+def first_starts(server, token) -> dict:
+    """Task id -> when it first started (the drills' start records, written as they start,
+    so a task that never finished has one too)."""
+    first: dict[str, float] = {}
+    for raw in server.client().lrange(f"platform:drill:{token}:starts", 0, -1):
+        entry = json.loads(raw)
+        first[entry["task"]] = min(entry["at"], first.get(entry["task"], entry["at"]))
+    return first
+
+
+def figures(producer, failover, executions: dict, started_at: dict, starts: dict) -> dict:
     killed = failover.killed_at
     sends = producer.sends
     ok = [s for s in sends if s["ok"]]
@@ -148,8 +165,13 @@ def figures(producer: Producer, failover: Failover, executions: dict, started_at
         for s in delayed
         if not killed <= s["called"] + s["countdown"] <= killed + RESUME_BOUND
     ]
+    before = sorted(
+        started_at[s["id"]] - s["returned"]
+        for s in ok
+        if s["kind"] == "immediate" and killed - 3 <= s["called"] < killed and s["id"] in started_at
+    )
     running_at_kill = [
-        s for s in ok if s["kind"] == "long" and started_at.get(s["id"], killed) < killed
+        s for s in ok if s["kind"] == "long" and starts.get(s["id"], killed) < killed
     ]
     return {
         "sent": len(sends),
@@ -170,6 +192,7 @@ def figures(producer: Producer, failover: Failover, executions: dict, started_at
         )
         or "-",
         "twice": sum(1 for s in ok if executions.get(s["id"], 0) > 1),
+        "lag_before_kill_max_s": before[-1] if before else float("inf"),
         "running_at_kill": len(running_at_kill),
         "delayed_pending_at_kill": sum(
             1
@@ -208,7 +231,7 @@ class SupervisedWorker:
     def start(self, wait=False):
         argv = [
             sys.executable, "-m", "celery", "-A", "tests.reliability.stock_app", "worker",
-            "-Q", "stock", "-c", "2", "-n", f"stock-{self.name}@%h", "-l", "info",
+            "-Q", "stock", "-c", str(CONCURRENCY), "-n", f"stock-{self.name}@%h", "-l", "info",
         ]  # fmt: skip
         run = Process(f"stock-worker-{self.name}-{len(self.runs)}", argv, self.env, self.tmp_path)
         self.runs.append(run)
@@ -259,7 +282,11 @@ def stock_anchor(tmp_path_factory):
         failover = stream_through_a_failover(group, [producer])
         await_executions(lambda: drill_executions(ledger, token), [producer], extra=20)
         measured = figures(
-            producer, failover, drill_executions(ledger, token), drill_started_at(ledger, token)
+            producer,
+            failover,
+            drill_executions(ledger, token),
+            drill_started_at(ledger, token),
+            first_starts(ledger, token),
         )
         measured.update(failover_figures(failover))
         measured["worker_restarts"] = sum(len(w.runs) - 1 for w in workers)
@@ -291,17 +318,19 @@ def test_platform_workers_follow_a_broker_failover(
     group = broker_group
     worker_env = {**sentinel_env(group), **PATIENT}
     workers = [
-        start_worker("cert", name=name, concurrency=2, extra_env=worker_env) for name in "ab"
+        start_worker("cert", name=name, concurrency=CONCURRENCY, extra_env=worker_env)
+        for name in "ab"
     ]
     token = new_token()
     producers = [
         start_producer(
             "platform", "platform", tmp_path, {**platform_env_short, **sentinel_env(group)},
-            token,
+            token, share=PRODUCERS_ON_PLATFORM,
         ),
         start_producer(
             "plain-client", "stock", tmp_path, {**os.environ, "PYTHONUNBUFFERED": "1"}, token,
-            url=group.sentinel_url(), **{"master-name": MASTER_NAME, "password": group.password},
+            share=PRODUCERS_ON_PLATFORM, url=group.sentinel_url(),
+            **{"master-name": MASTER_NAME, "password": group.password},
         ),
     ]  # fmt: skip
     failover = stream_through_a_failover(group, producers)
@@ -314,21 +343,52 @@ def test_platform_workers_follow_a_broker_failover(
     # next sweep: wait for it before counting, so a duplicate shows up here.
     time.sleep(DEFAULTS.lease_seconds + DEFAULTS.lease_sweep_seconds + 3)
     counted, started_at = executions(), drill_started_at(group, token)
-    results = {p.label: figures(p, failover, counted, started_at) for p in producers}
+    starts = first_starts(group, token)
+    results = {p.label: figures(p, failover, counted, started_at, starts) for p in producers}
     record_figure("broker failover", **failover_figures(failover))
     for label, measured in results.items():
         record_figure(f"platform workers, {label} producer, primary SIGKILLed", **measured)
     stock = stock_anchor
-    logs = "\n".join(w.log()[-4000:] for w in workers) + group.logs()[-4000:]
-
-    assert all(worker.alive() for worker in workers), logs
+    # The drill itself: the workers lived, kept up before the kill, and were running tasks.
+    assert all(worker.alive() for worker in workers), [w.log()[-3000:] for w in workers]
     for label, measured in results.items():
+        assert measured["lag_before_kill_max_s"] <= KEPT_UP_SECONDS, (label, "behind", measured)
         assert measured["running_at_kill"] >= 1, (label, "no task was running at the kill")
-        assert measured["enqueue_resume_s"] <= RESUME_BOUND, (label, measured, logs)
-        assert measured["delivery_resume_s"] <= RESUME_BOUND, (label, measured, logs)
-        assert measured["enqueue_lag_s"] <= stock["enqueue_lag_s"] + SAMPLE, (label, measured)
-        assert measured["delivery_lag_s"] <= stock["delivery_lag_s"] + SAMPLE, (label, measured)
-        assert measured["lost"] == 0, (label, measured, logs)
-        assert measured["twice"] == 0, (label, measured)
-        assert measured["early"] == 0, (label, measured)
-        assert measured["delayed_max_late_s"] <= ON_TIME_SECONDS, (label, measured)
+
+    # The promises: every one is checked, and all that broke are reported together.
+    broken = []
+    for label, m in results.items():
+        checks = [
+            ("enqueue_resume_s", m["enqueue_resume_s"] <= RESUME_BOUND, f"<= {RESUME_BOUND}"),
+            ("delivery_resume_s", m["delivery_resume_s"] <= RESUME_BOUND, f"<= {RESUME_BOUND}"),
+            (
+                "enqueue_lag_s",
+                m["enqueue_lag_s"] <= stock["enqueue_lag_s"] + SAMPLE,
+                f"<= stock's {stock['enqueue_lag_s']:.2f} + {SAMPLE}",
+            ),
+            (
+                "delivery_lag_s",
+                m["delivery_lag_s"] <= stock["delivery_lag_s"] + SAMPLE,
+                f"<= stock's {stock['delivery_lag_s']:.2f} + {SAMPLE}",
+            ),
+            ("lost", m["lost"] == 0, "== 0"),
+            ("twice", m["twice"] == 0, "== 0"),
+            ("early", m["early"] == 0, "== 0"),
+            (
+                "delayed_max_late_s",
+                m["delayed_max_late_s"] <= ON_TIME_SECONDS,
+                f"<= {ON_TIME_SECONDS}",
+            ),
+        ]
+        broken += [
+            f"{label}: {name}={m[name]} (want {want})" for name, ok, want in checks if not ok
+        ]
+    lost = [s["id"] for p in producers for s in p.sends if s["ok"] and s["id"] not in counted]
+    worker_lines = [line for w in workers for line in w.log().splitlines()]
+    why = {
+        task_id: [line[:300] for line in worker_lines if task_id in line][-3:]
+        for task_id in lost[:5]
+    }
+    assert not broken, "\n".join(
+        [*broken, f"lost, what the workers logged of them: {why}", f"logs in {tmp_path}"]
+    )
