@@ -97,6 +97,17 @@ def sentinel_for(url: SentinelURL, **connection) -> Sentinel:
     return Sentinel(url.addresses, sentinel_kwargs={**connection, **url.credentials}, **connection)
 
 
+def sentinels(url: str | None = None, *, probe: bool = True) -> Sentinel | None:
+    """The sentinels of ``url`` (default: the broker) for asking about the broker itself
+    (observe.broker_state); None for a ``redis://`` URL."""
+    url = url or settings.CELERY_BROKER_URL
+    if not is_sentinel(url):
+        return None
+    seconds = timeouts.PROBE_SECONDS if probe else timeouts.COMMAND_SECONDS
+    timeout = {"socket_timeout": seconds, "socket_connect_timeout": seconds}
+    return sentinel_for(SentinelURL.parse(url), **timeout)
+
+
 def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
     """A new client on ``url`` (default: the broker). The caller closes it.
 
