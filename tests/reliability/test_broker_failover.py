@@ -115,6 +115,16 @@ def stream_through_a_failover(group: BrokerGroup, producers: list[Producer]) -> 
     return Failover(killed_at, promoted_at, writable_at)
 
 
+def check_failover(failover: Failover, group: BrokerGroup):
+    """The drill is valid only if Sentinel did its part in time: promoted within
+    down-after + 2 s (a split election is retried 2 x failover-timeout later)."""
+    promoted = failover.promoted_at - failover.killed_at
+    assert promoted <= DOWN_AFTER_MS / 1000 + 2, (
+        f"the Sentinels took {promoted:.1f} s to promote (split vote?): the drill measured "
+        f"Sentinel, not the clients; their logs are under {group.directory}"
+    )
+
+
 def await_executions(executions, producers, extra: float):
     """Until every acknowledged send ran, or ``extra`` s after the last one fell due."""
     acknowledged = {s["id"] for p in producers for s in p.sends if s["ok"]}
@@ -280,6 +290,7 @@ def stock_anchor(tmp_path_factory):
             **{"master-name": MASTER_NAME, "password": group.password},
         )  # fmt: skip
         failover = stream_through_a_failover(group, [producer])
+        check_failover(failover, group)
         await_executions(lambda: drill_executions(ledger, token), [producer], extra=20)
         measured = figures(
             producer,
@@ -334,6 +345,7 @@ def test_platform_workers_follow_a_broker_failover(
         ),
     ]  # fmt: skip
     failover = stream_through_a_failover(group, producers)
+    check_failover(failover, group)
 
     def executions():
         return drill_executions(group, token)
