@@ -1,6 +1,7 @@
 """A Redis primary, one replica and three Sentinels on loopback: a broker that can lose its
-host. Every process has the same password; both Redis refuse writes without a replica
-(``min-replicas-to-write 1``); Sentinel takes a primary for dead after 2 s.
+host. Every process has the same password; Sentinel takes a primary for dead after 2 s.
+Replication is confirmed by the clients (PLATFORM_BROKER_MIN_REPLICAS: WAIT), not by
+``min-replicas-to-write``, as deployed (docs/reliability.md, "Broker failover").
 
 Each process is a redis-server with its own config file in its own directory (Sentinel and
 a promoted or demoted Redis rewrite theirs), so a killed one starts again as it was left.
@@ -127,8 +128,6 @@ class BrokerGroup:
             "appendfsync everysec",
             'save ""',
             "maxmemory-policy noeviction",
-            "min-replicas-to-write 1",
-            "min-replicas-max-lag 10",
             # A rejoining replica syncs at once (the default waits 5 s for others to join).
             "repl-diskless-sync-delay 0",
         ]
@@ -254,8 +253,8 @@ class BrokerGroup:
 
     def restart_old_primary(self, timeout: float = 30) -> Node:
         """Start the killed Redis again, as a replica of the new primary (what Sentinel
-        would make of it anyway), and wait until it is in sync: from then on the new
-        primary accepts writes (``min-replicas-to-write 1``)."""
+        would make of it anyway), and wait until it is in sync: from then on enqueues are
+        confirmed again (the new primary's only possible replica)."""
         old = self.killed
         assert old is not None, "kill_primary() first"
         assert not old.alive()

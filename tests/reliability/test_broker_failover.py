@@ -1,5 +1,6 @@
 """Issue 24, the broker survives losing its host: a Redis primary, one replica and three
-Sentinels (harness/sentinel.py; down-after 2 s, quorum 2, ``min-replicas-to-write 1``).
+Sentinels (harness/sentinel.py; down-after 2 s, quorum 2); enqueues and fetches confirmed
+by the replica (PLATFORM_BROKER_MIN_REPLICAS=1).
 Producers stream tasks — immediate ones, some with a 5 s countdown, and a few 3 s tasks
 that are running when the primary is SIGKILLed mid-stream; the former replica is promoted
 and the old primary comes back as its replica.
@@ -96,7 +97,7 @@ def start_producer(label, via, tmp_path, env, token, share=1, **options) -> Prod
 class Failover:
     killed_at: float
     promoted_at: float
-    writable_at: float  # the old primary back as a replica: min-replicas-to-write is met
+    writable_at: float  # the old primary back as a replica: enqueues can be confirmed again
 
 
 def stream_through_a_failover(group: BrokerGroup, producers: list[Producer]) -> Failover:
