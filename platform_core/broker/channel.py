@@ -35,7 +35,7 @@ from platform_core.broker import envelope, keys
 from platform_core.broker.delays import Promoter, delay_of, should_park
 from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
-from platform_core.broker.qos import ORPHANED_ACKS, UNCONFIRMED, Held, QoS
+from platform_core.broker.qos import HAND_BACK, ORPHANED_ACKS, Held, QoS
 from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
@@ -215,7 +215,7 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        self._hand_back_unconfirmed()
+        self._hand_back()
         worker = self._lease.worker_id
         pairs, record = [], []
         for pri in self.priority_steps:
@@ -334,7 +334,7 @@ class Channel(kombu_redis.Channel):
             for key, item, recorded in items
             if recorded
         ]
-        UNCONFIRMED.extend(held)
+        HAND_BACK.extend(held)
         if not held:
             return items  # nothing recorded to hold back (an idle wait, a no-ack queue)
         logger.warning(
@@ -346,14 +346,14 @@ class Channel(kombu_redis.Channel):
         )
         return [entry for entry in items if not entry[2]]
 
-    def _hand_back_unconfirmed(self):
-        if not UNCONFIRMED:
+    def _hand_back(self):
+        if not HAND_BACK:
             return
-        records = [UNCONFIRMED.popleft() for _ in range(len(UNCONFIRMED))]
+        records = [HAND_BACK.popleft() for _ in range(len(HAND_BACK))]
         try:
             self.qos.restore(records)
         except BROKER_ERRORS as exc:
-            UNCONFIRMED.extendleft(reversed(records))  # the next fetch tries again
+            HAND_BACK.extendleft(reversed(records))  # the next fetch tries again
             logger.warning("%d unconfirmed message(s) not handed back yet: %s", len(records), exc)
 
     def _deliver_item(self, dest, item, held):

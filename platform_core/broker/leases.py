@@ -13,6 +13,13 @@ A worker cut off from Redis (or paused) for longer than its lease finds on its n
 renewal that the lease was swept: it logs it and takes the lease again under the same
 id. What it held meanwhile has been handed to other workers and may run twice; its
 acknowledgements only ever remove entries from its own lists, never another worker's.
+
+The id is the process's, not the channel's: after a lost connection (a Redis restart, a
+failover) the worker's next channel renews the same lease, so a task still running
+through the outage stays this worker's and is acknowledged from its held list when done
+(with a lease per channel, the old one ran out and a sweep handed that task out again:
+a 60 s task ran twice across a failover). What the old channel held but was not running
+is handed back by the next channel (qos.HAND_BACK).
 """
 
 import logging
@@ -34,15 +41,23 @@ logger = logging.getLogger(__name__)
 SWEEP_BATCH = 20
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+_process_worker_id: tuple[int, str] | None = None
+
+
+def process_worker_id() -> str:
+    """This process's worker id (a forked child makes its own)."""
+    global _process_worker_id
+    if _process_worker_id is None or _process_worker_id[0] != os.getpid():
+        made = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _process_worker_id = (os.getpid(), made)
+    return _process_worker_id[1]
 
 
 class Lease:
     """The lease of one consuming channel, renewed and sweeping in its own thread."""
 
     def __init__(self, client: redis.Redis, seconds: float, sweep_seconds: float):
-        self.worker_id = new_worker_id()
+        self.worker_id = process_worker_id()
         self.client = client
         self.milliseconds = int(seconds * 1000)
         self.sweep_seconds = sweep_seconds

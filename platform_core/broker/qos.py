@@ -24,9 +24,18 @@ logger = logging.getLogger("platform_core.broker.transport")
 # the process's next consuming channel sends them with its first fetch. Only removals
 # from this process's own held lists, so any channel may carry them.
 ORPHANED_ACKS: deque = deque()
-# Fetched, but not confirmed by the replicas a fetch must wait for (channel._unconfirmed):
-# not run; the process's next fetch hands them back (RESTORE: only what is still held).
-UNCONFIRMED: deque = deque()
+# Held by this process but not to be run by it: fetched without the replicas' confirmation
+# (channel._unconfirmed), or reserved by a channel whose connection was lost before it ran
+# them (restore_unacked). The process's next fetch hands them back (RESTORE: only what is
+# still held), under the same lease (leases.process_worker_id).
+HAND_BACK: deque = deque()
+
+
+def _running_tags() -> set:
+    """Delivery tags of the tasks this worker is executing (Celery's own record)."""
+    from celery.worker import state  # a worker process; empty elsewhere
+
+    return {request.message.delivery_tag for request in list(state.active_requests)}
 
 
 @dataclass(frozen=True)
@@ -85,17 +94,13 @@ class QoS(kombu_redis.QoS):
         if client is None and self.channel.connection.client is None:
             # Closing after the broker was lost, with the connection already torn down:
             # nothing left to reach Redis with (kombu would fail building a pool and the
-            # worker would die). Kept: this worker's lease expiry hands them back.
-            logger.warning(
-                "%d delivery(ies) not handed back now: the connection is closed", len(mine)
-            )
+            # worker would die).
+            self._strand(mine, "the connection is closed")
             return
         try:
             self.restore([self.held[tag] for tag in mine], client=client)
         except BROKER_ERRORS as exc:
-            # Kept: a task still running acknowledges later (ORPHANED_ACKS); the rest
-            # goes back when this worker's lease expires.
-            logger.warning("%d delivery(ies) not handed back now: %s", len(mine), exc)
+            self._strand(mine, str(exc))
             return
         for tag in mine:
             del self.held[tag]
@@ -103,6 +108,21 @@ class QoS(kombu_redis.QoS):
             for tag in others:
                 self.restore_by_tag(tag, client=client)
         self._delivered.clear()
+
+    def _strand(self, tags, why):
+        """The broker is gone: a running task acknowledges through the next connection
+        (ORPHANED_ACKS); what is not running is handed back by the next fetch (HAND_BACK)."""
+        running = _running_tags()
+        idle = [self.held[tag] for tag in tags if tag not in running]
+        HAND_BACK.extend(idle)
+        logger.warning(
+            "%d delivery(ies) not handed back now (%s): %d running, acknowledged when done; "
+            "%d handed back by the next connection",
+            len(tags),
+            why,
+            len(tags) - len(idle),
+            len(idle),
+        )
 
     def restore(self, records, client=None):
         """Hand records back to the front of their queues, marked redelivered (one script)."""

@@ -7,7 +7,7 @@ import logging
 import pytest
 from kombu import Connection
 
-from platform_core.broker.qos import Held
+from platform_core.broker.qos import HAND_BACK, Held
 from platform_core.broker.transport import Transport
 
 pytestmark = pytest.mark.integration
@@ -17,11 +17,14 @@ def test_closing_with_a_reserved_message_after_the_connection_is_gone(redis_url,
     connection = Connection(redis_url, transport=Transport)
     channel = connection.channel()
     raw = b'{"body": "", "properties": {"delivery_tag": "t1"}}'
-    channel.qos.held["t1"] = Held("platform:held:test:cert", "cert", raw)
+    channel_held = Held("platform:held:test:cert", "cert", raw)
+    channel.qos.held["t1"] = channel_held
     channel.qos._delivered["t1"] = object()
     # The state the crash showed: the transport's client already cleared by the
     # connection's teardown when the channel closes.
     channel.connection.client = None
     with caplog.at_level(logging.WARNING):
         channel.close()  # used to raise AttributeError('NoneType' … 'hostname')
-    assert "1 delivery(ies) not handed back now: the connection is closed" in caplog.text
+    assert "1 delivery(ies) not handed back now (the connection is closed)" in caplog.text
+    # Not running here: the process's next connection hands it back.
+    assert HAND_BACK.pop() == channel_held
