@@ -295,6 +295,30 @@ def measure_system(system, env, logs, client, redis_pid):
     return figures
 
 
+def measure_replicated_enqueue(system, env, workdir, server, client):
+    """The platform's enqueue with one replica confirming each (PLATFORM_BROKER_MIN_REPLICAS=1,
+    WAIT in the enqueue's round trip), measured beside the plain figure of the same run."""
+    client.config_set("repl-diskless-sync-delay", 0)  # the replica syncs at once
+    replica = RedisServer(
+        workdir / f"replica-{system}",
+        free_port(),
+        extra_args=("--replicaof", "127.0.0.1", str(server.port)),
+    )
+    replica.directory.mkdir()
+    replica.start()
+    try:
+        deadline = time.monotonic() + 30
+        while client.execute_command("WAIT", 1, 100) < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench's replica did not sync")
+        client.flushdb()
+        confirmed = {**env, "PLATFORM_BROKER_MIN_REPLICAS": "1"}
+        return {"enqueue_replicated_us": producer(system, "enqueue", 2000, confirmed)["enqueue_us"]}
+    finally:
+        replica.kill_9()
+        shutil.rmtree(replica.directory, ignore_errors=True)
+
+
 def control_client(url):
     from celery import Celery
 
@@ -557,6 +581,10 @@ def run(systems, stages, baseline):
         for system in systems if "worker" in stages else ():
             print(f"measuring {system} …", file=sys.stderr)
             figures = measure_system(system, envs[system], workdir, client, server.process.pid)
+            if kind(system) == "platform":
+                figures.update(
+                    measure_replicated_enqueue(system, envs[system], workdir, server, client)
+                )
             results[system] = figures
         for system in systems if "fleet" in stages else ():
             if kind(system) == "platform" or system == "celery":
@@ -637,6 +665,13 @@ def print_table(results):
             f"{r['redis_calls_per_task']:.1f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
+    replicated = [name for name in workers if "enqueue_replicated_us" in results[name]]
+    if replicated:
+        print("\n| system | enqueue µs, one Redis | with one replica confirming (WAIT) | cost |")
+        print("|---|---:|---:|---:|")
+    for name in replicated:
+        plain, confirmed = results[name]["enqueue_us"], results[name]["enqueue_replicated_us"]
+        print(f"| {name} | {plain:.0f} | {confirmed:.0f} | +{confirmed - plain:.0f} µs |")
     fleets = [name for name in systems if "fleet_rss_mb" in results[name]]
     if fleets:
         print(

@@ -80,14 +80,21 @@ class RedisServer:
     noeviction) unless ``appendonly=False``; it can be stopped cleanly, killed -9 and
     started again on the same data."""
 
-    def __init__(self, directory, port, appendonly=True):
+    def __init__(self, directory, port, appendonly=True, clock_skew_seconds=0, extra_args=()):
         self.directory, self.port, self.appendonly = directory, port, appendonly
+        # A clock this far ahead (or behind) of the host's, through datefudge.
+        self.clock_skew_seconds = clock_skew_seconds
+        self.extra_args = tuple(extra_args)
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process = None
 
     def start(self):
+        skew = []
+        if self.clock_skew_seconds:
+            skew = ["datefudge", f"@{int(time.time() + self.clock_skew_seconds)}"]
         self.process = subprocess.Popen(
             [
+                *skew,
                 "redis-server",
                 "--port",
                 str(self.port),
@@ -103,6 +110,7 @@ class RedisServer:
                 "",
                 "--maxmemory-policy",
                 "noeviction",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
         )

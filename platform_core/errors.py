@@ -65,6 +65,24 @@ class BrokerUnavailable(PlatformError, ConnectionError):
     """The task could not be enqueued: the broker did not answer in time. Nothing was sent."""
 
 
+class NotReplicated(PlatformError, RuntimeError):
+    """An enqueue that fewer replicas than PLATFORM_BROKER_MIN_REPLICAS confirmed in time
+    (WAIT), or that the primary refused for want of replicas (NOREPLICAS). It was not
+    kept: the caller may send it again (on the new primary, after a failover)."""
+
+    def __init__(self, queue: str, wanted: int, confirmed: int = 0, refused: bool = False):
+        self.queue, self.wanted, self.confirmed = queue, wanted, confirmed
+        if refused:
+            what = f"the primary refused it: fewer than {wanted} replica(s) are connected"
+        else:
+            what = f"{confirmed} of {wanted} replica(s) confirmed it in time"
+        super().__init__(
+            f"Enqueue to {queue} NOT done: {what} (PLATFORM_BROKER_MIN_REPLICAS={wanted}, "
+            "PLATFORM_BROKER_REPLICA_TIMEOUT_MS). Nothing was kept; send it again once the "
+            "broker's replicas are back (manage.py queues shows the broker's replicas)."
+        )
+
+
 class BadSiteName(PlatformError, ValueError):
     """A name that cannot become a site (a Python package and a queue)."""
 

@@ -22,6 +22,7 @@ per connection pool.
 """
 
 import logging
+import re
 from contextlib import contextmanager
 from time import monotonic
 
@@ -34,17 +35,33 @@ from platform_core.broker import envelope, keys
 from platform_core.broker.delays import Promoter, delay_of, should_park
 from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
-from platform_core.broker.qos import ORPHANED_ACKS, Held, QoS
+from platform_core.broker.qos import ORPHANED_ACKS, UNCONFIRMED, Held, QoS
 from platform_core.broker.rejections import report_rejection
-from platform_core.broker.scripts import FETCH, PARK
+from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
 from platform_core.config.environment import DEFAULTS
-from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, Rejection
+from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, NotReplicated, Rejection
 
 logger = logging.getLogger("platform_core.broker.transport")
 
+# A message whose headers carry "<name>\n<occurrence ms>" under this key is enqueued only
+# if that occurrence is later than the last one enqueued under the name (ENQUEUE_ONCE):
+# how a periodic job's due time is sent once, whichever beat sends it (tasks.beat).
+ONCE_HEADER = "platform_once"
+# Redis' refusal of a write when fewer replicas than min-replicas-to-write are connected.
+_NOREPLICAS = re.compile(r"(^|caused error: )NOREPLICAS ")
 # After a script error (e.g. Redis out of memory), wait before asking again.
 SCRIPT_RETRY_SECONDS = 1.0
+
+
+def _once_of(message: dict) -> tuple[str, int] | None:
+    """The (name, occurrence ms) a message's ONCE_HEADER carries, if it carries one."""
+    headers = message.get("headers")
+    value = headers.get(ONCE_HEADER) if isinstance(headers, dict) else None
+    if not isinstance(value, str):
+        return None
+    name, _, occurrence = value.rpartition("\n")
+    return (name, int(occurrence)) if name and occurrence.isdigit() else None
 
 
 class Channel(kombu_redis.Channel):
@@ -54,10 +71,14 @@ class Channel(kombu_redis.Channel):
         *kombu_redis.Channel.from_transport_options,
         "lease_seconds",
         "lease_sweep_seconds",
+        "min_replicas",
+        "replica_timeout_ms",
     )
-    # The platform sets both from PLATFORM_LEASE_* (celery_factory).
+    # The platform sets these from PLATFORM_LEASE_* and PLATFORM_BROKER_* (celery_factory).
     lease_seconds = DEFAULTS.lease_seconds
     lease_sweep_seconds = DEFAULTS.lease_sweep_seconds
+    min_replicas = DEFAULTS.broker_min_replicas
+    replica_timeout_ms = DEFAULTS.broker_replica_timeout_ms
     _lease = None
     _promoter = None
     _sync_client = None
@@ -66,6 +87,7 @@ class Channel(kombu_redis.Channel):
     _queue_may_have_more = True
     _script_retry_at = 0.0
     _acks_in_flight = ()  # sent with the fetch being read; back to pending if it failed
+    _wait_in_flight = False  # a WAIT follows the fetch on the connection (min_replicas)
 
     def __init__(self, *args, **kwargs):
         self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
@@ -92,12 +114,25 @@ class Channel(kombu_redis.Channel):
     def _put(self, queue, message, **kwargs):
         stamp(message)  # the queue metrics' "oldest message" age starts here
         delay = delay_of(message)
+        publish_batch = kwargs.get("_publish_batch")
+        once = _once_of(message)
+        if once is not None and not should_park(delay):
+            kwargs.pop("_publish_batch", None)  # sent alone: its reply says if it was sent
+            self._put_once(queue, message, *once)
+            return
         if not should_park(delay):
-            return super()._put(queue, message, **kwargs)
+            if not self.min_replicas or queue in self._expires:  # _expires: control replies
+                return super()._put(queue, message, **kwargs)
+            key = self._q_for_pri(queue, self._get_message_priority(message, False))
+            payload = dumps(message)
+            self._replicated(queue, ("LPUSH", key, payload), ("LREM", key, 1, payload))
+            return
         # Due later than the horizon: into the delayed set, not onto the queue.
         key = keys.delayed(self._q_for_pri(queue, self._get_message_priority(message, False)))
         args = (int(delay * 1000), dumps(message))
-        publish_batch = kwargs.pop("_publish_batch", None)
+        if self.min_replicas:
+            self._replicated(queue, PARK.command((key,), args), ("ZREM", key, args[1]), PARK)
+            return
         with self.conn_or_acquire() as client:
             if publish_batch is None:
                 PARK(client, (key,), args)
@@ -107,6 +142,59 @@ class Channel(kombu_redis.Channel):
             # flush fails the batch, as any broker failure does ("delivery is uncertain").
             PARK.load(client)
             publish_batch.add("execute_command", *PARK.command((key,), args))
+
+    def _put_once(self, queue, message, name, occurrence):
+        key = self._q_for_pri(queue, self._get_message_priority(message, False))
+        payload = dumps(message)
+        keys_args = ((keys.ONCE, key), (name, occurrence, payload))
+        if self.min_replicas:
+            undo = ("LREM", key, 1, payload)
+            sent = self._replicated(queue, ENQUEUE_ONCE.command(*keys_args), undo, ENQUEUE_ONCE)
+        else:
+            with self.conn_or_acquire() as client:
+                sent = ENQUEUE_ONCE(client, *keys_args)
+        if not sent:
+            logger.warning(
+                "%s: occurrence %s was enqueued before (by another sender); not again",
+                name,
+                occurrence,
+            )
+
+    @property
+    def supports_batch_publish(self):
+        # kombu's batches (Producer.batch) pipeline many publishes without a reply each;
+        # an enqueue that must be confirmed by replicas is sent, and waited for, alone.
+        return not self.min_replicas
+
+    def _replicated(self, queue, command, undo, script=None):
+        """Run ``command`` (an enqueue); its reply once ``min_replicas`` replicas hold it
+        (WAIT, in the same round trip and on the same connection). If they do not within
+        ``replica_timeout_ms``, the enqueue is withdrawn (``undo``) and NotReplicated
+        raised: the caller is told, not left believing in a copy a failover would lose."""
+        with self.conn_or_acquire() as client:
+            for attempt in (1, 2):
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.execute_command(*command)
+                    pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
+                    try:
+                        reply, confirmed = pipe.execute()
+                        break
+                    except redis.exceptions.NoScriptError:
+                        if script is None or attempt == 2:
+                            raise
+                        script.load(client)  # this Redis does not know it yet: again
+                    except redis.exceptions.ResponseError as exc:
+                        # As Redis says it, or inside redis-py's pipeline message.
+                        if not _NOREPLICAS.search(str(exc)):
+                            raise
+                        raise NotReplicated(queue, self.min_replicas, refused=True) from exc
+            if confirmed >= self.min_replicas:
+                return reply
+            try:
+                client.execute_command(*undo)
+            except BROKER_ERRORS as exc:
+                logger.warning("An unconfirmed enqueue to %s was not withdrawn: %s", queue, exc)
+            raise NotReplicated(queue, self.min_replicas, confirmed=confirmed)
 
     # fence: kombu-redis-purge
     def _purge(self, queue):
@@ -127,6 +215,7 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        self._hand_back_unconfirmed()
         worker = self._lease.worker_id
         pairs, record = [], []
         for pri in self.priority_steps:
@@ -147,6 +236,7 @@ class Channel(kombu_redis.Channel):
             self._queue_may_have_more = True  # after the wait, fetch every key once
             wait = self.brpop_timeout if timeout is None else timeout
             self.client.connection.send_command("BLMOVE", source, held, "RIGHT", "LEFT", wait)
+            self._send_wait()
             return
         room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
         acks = self.qos.take_pending_acks()
@@ -158,6 +248,7 @@ class Channel(kombu_redis.Channel):
                     (worker, room, "".join(record), *(held.raw for held in acks)),
                 )
             )
+            self._send_wait()
         except BaseException:
             self.qos.pending_acks.extendleft(reversed(acks))
             self._in_poll, self._acks_in_flight = None, ()
@@ -179,10 +270,11 @@ class Channel(kombu_redis.Channel):
         # replies (BRPOP for no-ack consumers, BLMOVE while idle, the fetch script),
         # envelopes parsed under a guard.
         command, acks = self._fetch_command, self._acks_in_flight
-        self._acks_in_flight = ()
+        waits, self._acks_in_flight, self._wait_in_flight = self._wait_in_flight, (), False
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, command, **options)
+                confirmed = self._read_wait() if waits else None
             except self.connection_errors:
                 # Whether the script ran is unknown: the next connection removes them
                 # again (removing an item no longer held changes nothing).
@@ -190,6 +282,8 @@ class Channel(kombu_redis.Channel):
                 self.client.connection.disconnect()
                 raise
             except self.ResponseError as exc:
+                if waits:
+                    self._read_wait()  # keep the connection in step
                 if command != "EVALSHA":
                     raise
                 # Refused as a whole (NOSCRIPT, out of memory) or applied before a lost
@@ -204,6 +298,8 @@ class Channel(kombu_redis.Channel):
                 items = [(self._blmove_source, reply, 1)] if reply is not None else []
             else:
                 items = [(*reply, 0)] if reply else []
+            if confirmed is not None and confirmed < self.min_replicas:
+                items = self._unconfirmed(items, acks, confirmed)
             if not items:
                 raise kombu_redis.Empty()
             for key, item, recorded in items:
@@ -214,6 +310,51 @@ class Channel(kombu_redis.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def _send_wait(self):
+        """With replicas required, the fetch is followed by WAIT on the same connection:
+        what it moved into this worker's held lists (and the acknowledgements it applied)
+        is run only once the replicas hold it, so a failover cannot hand it to another
+        worker while this one runs it (docs/reliability.md)."""
+        if self.min_replicas:
+            self.client.connection.send_command("WAIT", self.min_replicas, self.replica_timeout_ms)
+            self._wait_in_flight = True
+
+    def _read_wait(self) -> int:
+        return self.client.parse_response(self.client.connection, "WAIT")
+
+    def _unconfirmed(self, items, acks, confirmed):
+        """A fetch the replicas did not confirm: its recorded messages are not run but
+        handed back (lua/restore.lua pushes back only what is still held), and its
+        acknowledgements are sent again; what a no-ack consumer took is delivered."""
+        ORPHANED_ACKS.extend(acks)
+        worker = self._lease.worker_id
+        held = [
+            Held(keys.held(worker, bytes_to_str(key)), bytes_to_str(key), item)
+            for key, item, recorded in items
+            if recorded
+        ]
+        UNCONFIRMED.extend(held)
+        if not held:
+            return items  # nothing recorded to hold back (an idle wait, a no-ack queue)
+        logger.warning(
+            "A fetch of %d message(s) was confirmed by %d of %d replica(s) in time: "
+            "handed back, not run (PLATFORM_BROKER_MIN_REPLICAS)",
+            len(held),
+            confirmed,
+            self.min_replicas,
+        )
+        return [entry for entry in items if not entry[2]]
+
+    def _hand_back_unconfirmed(self):
+        if not UNCONFIRMED:
+            return
+        records = [UNCONFIRMED.popleft() for _ in range(len(UNCONFIRMED))]
+        try:
+            self.qos.restore(records)
+        except BROKER_ERRORS as exc:
+            UNCONFIRMED.extendleft(reversed(records))  # the next fetch tries again
+            logger.warning("%d unconfirmed message(s) not handed back yet: %s", len(records), exc)
 
     def _deliver_item(self, dest, item, held):
         self._queue_cycle.rotate(dest)

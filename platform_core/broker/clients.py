@@ -1,19 +1,111 @@
 """The one place the platform opens a Redis client outside kombu's own pools.
 
 Every client gets the timeouts of platform_core.config.timeouts: connect within
-CONNECT_SECONDS, each reply within COMMAND_SECONDS (PROBE_SECONDS for a probe). This is
-where a broker URL becomes a connection, so it is where Sentinel and TLS options belong.
+CONNECT_SECONDS, each reply within COMMAND_SECONDS (PROBE_SECONDS for a probe).
+
+A broker URL is either one Redis (``redis://``) or kombu's Sentinel form, every sentinel
+listed: ``sentinel://:pw@host1:26379;sentinel://:pw@host2:26379/0``. A Sentinel client
+asks the sentinels, in turn, for the primary known as PLATFORM_BROKER_MASTER_NAME on
+every new connection (redis-py's SentinelManagedConnection), so it follows a failover;
+the first sentinel being down is not an error. The sentinels take the same password as
+Redis. kombu's channels and Celery's result backend build their pools with
+:class:`Sentinel` too (broker.transport, tasks.results).
 """
 
 import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.sentinel
 from django.conf import settings
 
 from platform_core.config import timeouts
 
+SENTINEL_SCHEME = "sentinel"
+
 _shared: dict[str, redis.Redis] = {}
 _shared_pid = None
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith(f"{SENTINEL_SCHEME}://")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """kombu's ``sentinel://…;sentinel://…`` URL: the sentinels, the password, the db."""
+
+    addresses: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    db: int
+
+    DEFAULT_PORT = 26379
+
+    @classmethod
+    def parse(cls, url: str) -> "SentinelURL":
+        parts = [urlsplit(chunk) for chunk in url.split(";") if chunk.strip()]
+        first = parts[0]
+        path = first.path.strip("/")
+        return cls(
+            addresses=tuple((part.hostname, part.port or cls.DEFAULT_PORT) for part in parts),
+            username=unquote(first.username) if first.username else None,
+            password=unquote(first.password) if first.password else None,
+            db=int(path) if path else 0,
+        )
+
+    @property
+    def credentials(self) -> dict:
+        found = {"username": self.username, "password": self.password}
+        return {key: value for key, value in found.items() if value}
+
+
+class Sentinel(redis.sentinel.Sentinel):
+    """redis-py's, with a "no primary" error that names every sentinel tried and what it
+    said, and the master name (redis-py's names only the master)."""
+
+    def discover_master(self, service_name):
+        tried = []
+        for number, sentinel in enumerate(self.sentinels):
+            kwargs = sentinel.connection_pool.connection_kwargs
+            where = f"{kwargs.get('host')}:{kwargs.get('port')}"
+            try:
+                masters = sentinel.sentinel_masters()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                tried.append(f"{where} did not answer ({exc})")
+                continue
+            state = masters.get(service_name)
+            if state and self.check_master_state(state, service_name):
+                # Ask this one first next time (as redis-py does).
+                self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
+                return state["ip"], state["port"]
+            tried.append(
+                f"{where} knows no primary named {service_name!r}"
+                if not state
+                else f"{where} sees {service_name!r} down or without enough sentinels"
+            )
+        raise redis.sentinel.MasterNotFoundError(
+            f"No sentinel names a primary for {service_name!r} (PLATFORM_BROKER_MASTER_NAME): "
+            + "; ".join(tried)
+        )
+
+
+def sentinel_for(url: SentinelURL, **connection) -> Sentinel:
+    """A Sentinel on ``url``'s sentinels; ``connection``: socket options for both the
+    sentinels and the primary. The sentinels take the primary's credentials."""
+    return Sentinel(url.addresses, sentinel_kwargs={**connection, **url.credentials}, **connection)
+
+
+def sentinels(url: str | None = None, *, probe: bool = True) -> Sentinel | None:
+    """The sentinels of ``url`` (default: the broker) for asking about the broker itself
+    (observe.broker_state); None for a ``redis://`` URL."""
+    url = url or settings.CELERY_BROKER_URL
+    if not is_sentinel(url):
+        return None
+    seconds = timeouts.PROBE_SECONDS if probe else timeouts.COMMAND_SECONDS
+    timeout = {"socket_timeout": seconds, "socket_connect_timeout": seconds}
+    return sentinel_for(SentinelURL.parse(url), **timeout)
 
 
 def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
@@ -21,12 +113,18 @@ def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
 
     ``probe``: the short timeouts, for "is it there?" and best-effort writes.
     """
+    url = url or settings.CELERY_BROKER_URL
     seconds = timeouts.PROBE_SECONDS if probe else timeouts.COMMAND_SECONDS
-    return redis.Redis.from_url(
-        url or settings.CELERY_BROKER_URL,
-        socket_connect_timeout=min(seconds, timeouts.CONNECT_SECONDS),
-        socket_timeout=seconds,
-    )
+    connection = {
+        "socket_connect_timeout": min(seconds, timeouts.CONNECT_SECONDS),
+        "socket_timeout": seconds,
+    }
+    if is_sentinel(url):
+        parsed = SentinelURL.parse(url)
+        return sentinel_for(parsed, **connection).master_for(
+            settings.PLATFORM_BROKER_MASTER_NAME, db=parsed.db, **parsed.credentials
+        )
+    return redis.Redis.from_url(url, **connection)
 
 
 def shared(url: str | None = None) -> redis.Redis:

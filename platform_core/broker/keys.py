@@ -28,6 +28,15 @@ DELAYED_PREFIX = PREFIX + "delayed:"  # + queue key: ZSET raw item -> due (ms, R
 REJECTED = PREFIX + "rejected"  # HASH "<queue>:<reason>" -> messages refused
 ATTEMPTS_PREFIX = PREFIX + "attempts:"  # + task id: deliveries of a redelivered message
 
+# The platform's clock (lua/clock.lua, lua/clock_checked.lua): HASH run_id (the Redis
+# that set the offset), offset (ms added to its TIME), last (the last reading, ms),
+# jumps (changes of primary whose gap was too large to absorb).
+CLOCK = PREFIX + "clock"
+
+# HASH name -> the last occurrence (ms) enqueued under that name (lua/enqueue_once.lua):
+# messages carrying channel.ONCE_HEADER, e.g. each periodic job's due times (beat).
+ONCE = PREFIX + "once"
+
 # Beat (platform_core.tasks.beat).
 BEAT_LEADER = PREFIX + "beat:leader"  # the active beat's identity (a redis-py lock token)
 BEAT_TICK = PREFIX + "beat:tick"  # the active beat's last tick (ms, Redis TIME)

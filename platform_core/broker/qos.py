@@ -24,6 +24,9 @@ logger = logging.getLogger("platform_core.broker.transport")
 # the process's next consuming channel sends them with its first fetch. Only removals
 # from this process's own held lists, so any channel may carry them.
 ORPHANED_ACKS: deque = deque()
+# Fetched, but not confirmed by the replicas a fetch must wait for (channel._unconfirmed):
+# not run; the process's next fetch hands them back (RESTORE: only what is still held).
+UNCONFIRMED: deque = deque()
 
 
 @dataclass(frozen=True)
@@ -120,11 +123,18 @@ class QoS(kombu_redis.QoS):
         acks = self.take_pending_acks()
         if not acks:
             return
+        wanted = self.channel.min_replicas
         try:
             with self.pipe_or_acquire() as pipe:
                 for held in acks:
                     pipe.lrem(held.key, 1, held.raw)
-                pipe.execute()
+                if wanted:
+                    pipe.execute_command("WAIT", wanted, self.channel.replica_timeout_ms)
+                confirmed = pipe.execute()[-1]
         except BaseException:
             self.pending_acks.extendleft(reversed(acks))
             raise
+        if wanted and confirmed < wanted:
+            # Removed on the primary only: a failover now would bring them back as held
+            # (and run them again once this worker stops). Removed again later.
+            ORPHANED_ACKS.extend(acks)

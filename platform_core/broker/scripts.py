@@ -23,11 +23,21 @@ from importlib import resources
 
 import redis
 
+from platform_core.broker import keys
+
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
+
+
+_USES_CLOCK = "local CLOCK = KEYS[#KEYS]"
 
 
 def _read(name: str) -> str:
     return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+
+
+def _expanded(source: str) -> str:
+    """``source`` with its includes (and theirs) in place."""
+    return _INCLUDE.sub(lambda include: _expanded(_read(include[1])).rstrip("\n"), source)
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,13 @@ class Script:
 
     @classmethod
     def read(cls, name: str) -> "Script":
-        source = _INCLUDE.sub(lambda include: _read(include[1]).rstrip("\n"), _read(name))
-        return cls(name, source)
+        return cls(name, _expanded(_read(name)))
+
+    @cached_property
+    def keys_after(self) -> tuple[str, ...]:
+        """Keys every call passes after the caller's: the platform's clock, for a script
+        that reads it (lua/clock.lua takes it as the last key)."""
+        return (keys.CLOCK,) if _USES_CLOCK in self.source else ()
 
     @cached_property
     def sha(self) -> str:
@@ -48,6 +63,7 @@ class Script:
 
     def __call__(self, client: redis.Redis, keys=(), args=()):
         """EVALSHA on ``client``; loaded first if this Redis does not know it yet."""
+        keys = (*keys, *self.keys_after)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
@@ -59,6 +75,7 @@ class Script:
 
     def command(self, keys=(), args=()) -> tuple:
         """The EVALSHA command's arguments, for a pipeline or a raw connection."""
+        keys = (*keys, *self.keys_after)
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
@@ -70,4 +87,5 @@ RELEASE = Script.read("release")
 PARK = Script.read("park")
 PROMOTE = Script.read("promote")
 STAMP_TIME = Script.read("stamp_time")
-ALL = (FETCH, RENEW, SWEEP, RESTORE, RELEASE, PARK, PROMOTE, STAMP_TIME)
+ENQUEUE_ONCE = Script.read("enqueue_once")
+ALL = (FETCH, RENEW, SWEEP, RESTORE, RELEASE, PARK, PROMOTE, STAMP_TIME, ENQUEUE_ONCE)

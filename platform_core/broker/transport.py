@@ -19,10 +19,13 @@ place (``fence: <id>``); tests/unit/test_upstream_fence.py fails when the instal
 is not the version they were verified with.
 """
 
+import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
+from platform_core.broker import clients
 from platform_core.broker.channel import Channel
+from platform_core.config.environment import DEFAULTS
 
 
 # fence: kombu-redis-poller-acks
@@ -48,6 +51,63 @@ class Transport(kombu_redis.Transport):
         self.defers_acks = True
 
 
+# fence: kombu-redis-sentinel
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The platform's channel on a primary named by Sentinel (``sentinel://`` URLs).
+
+    kombu's SentinelChannel builds its pool from every sentinel in the URL (asked in
+    turn, on every new connection: a failover is followed by the next reconnect). Here
+    the pool comes from clients.Sentinel (its "no primary" error names every sentinel
+    tried), and the sentinels take the primary's password unless ``sentinel_kwargs``
+    says otherwise, so no second copy of the secret sits in the transport options.
+    """
+
+    from_transport_options = tuple(
+        dict.fromkeys(
+            Channel.from_transport_options + kombu_redis.SentinelChannel.from_transport_options
+        )
+    )
+    master_name = DEFAULTS.broker_master_name  # celery_factory: PLATFORM_BROKER_MASTER_NAME
+
+    def _sentinel_managed_pool(self, asynchronous=False):
+        connparams = self._connparams(asynchronous)
+        connection = {
+            key: value
+            for key, value in connparams.items()
+            if key not in ("host", "port", "db", "username", "password")
+        }
+        url = clients.SentinelURL.parse(";".join(self.connection.client.alt))
+        sentinel = clients.Sentinel(
+            url.addresses,
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None)
+            or {
+                key: value
+                for key, value in connparams.items()
+                if key in ("username", "password", "socket_timeout", "socket_connect_timeout")
+                and value
+            },
+            **connection,
+        )
+        # Kept so that kombu's _disconnect_pools closes the sentinel connections too.
+        if asynchronous:
+            self._async_sentinel_manager = sentinel
+        else:
+            self._sentinel_manager = sentinel
+        credentials = {
+            key: connparams[key] for key in ("username", "password") if connparams.get(key)
+        }
+        return sentinel.master_for(
+            self.master_name, redis.Redis, db=connparams["db"], **credentials
+        ).connection_pool
+
+
+class SentinelTransport(Transport):
+    Channel = SentinelChannel
+    default_port = clients.SentinelURL.DEFAULT_PORT
+    driver_name = "sentinel"
+
+
 # fence: kombu-priority-keys
 def priority_keys(queue: str) -> dict[int, str]:
     """The Redis list of each priority step of ``queue`` (kombu's Channel._q_for_pri)."""
@@ -55,8 +115,10 @@ def priority_keys(queue: str) -> dict[int, str]:
 
 
 def install() -> None:
-    """Make redis:// URLs use this transport in this process (kombu's alias registry).
+    """Make redis:// and sentinel:// URLs use these transports in this process (kombu's
+    alias registry).
 
     fence: kombu-transport-alias
     """
     TRANSPORT_ALIASES["redis"] = "platform_core.broker.transport:Transport"
+    TRANSPORT_ALIASES["sentinel"] = "platform_core.broker.transport:SentinelTransport"

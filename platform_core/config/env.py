@@ -24,7 +24,10 @@ def read_secret(name: str) -> str:
 
 
 def redacted(url: str) -> str:
-    """A URL fit for a log line or an error: its password replaced by ***."""
+    """A URL fit for a log line or an error: its password replaced by ***. kombu's
+    Sentinel form (``sentinel://…;sentinel://…``) is redacted sentinel by sentinel."""
+    if ";" in url:
+        return ";".join(redacted(chunk) for chunk in url.split(";"))
     parts = urlsplit(url)
     if parts.password:
         netloc = f"{parts.username or ''}:***@{parts.hostname}"

@@ -80,6 +80,13 @@ class Environment:
     redis_url: str = variable("REDIS_URL", "redis://127.0.0.1:6379/0")
     broker_url: str = variable("CELERY_BROKER_URL", "")  # "": REDIS_URL
     result_backend: str = variable("CELERY_RESULT_BACKEND", "")  # "": the broker URL
+    # With a sentinel:// broker URL (kombu's form, ";"-separated): the name the sentinels
+    # know the primary by (their `sentinel monitor <name> …`).
+    broker_master_name: str = variable("PLATFORM_BROKER_MASTER_NAME", "platform")
+    # Replicas that must hold an enqueue before it returns (Redis WAIT; Redis'
+    # min-replicas-to-write is set to the same by Ansible); 0: no waiting (one Redis).
+    broker_min_replicas: int = variable("PLATFORM_BROKER_MIN_REPLICAS", 0)
+    broker_replica_timeout_ms: int = variable("PLATFORM_BROKER_REPLICA_TIMEOUT_MS", 500)
     long_running_site: str = variable("LONG_RUNNING_SITE", DEFAULT_LONG_RUNNING_SITE)
     site_task_time_limit: int = variable("PLATFORM_SITE_TASK_TIME_LIMIT", Limits.site_time_limit)
     long_task_time_limit: int = variable("PLATFORM_LONG_TASK_TIME_LIMIT", Limits.long_time_limit)

@@ -46,11 +46,26 @@ OVERRIDES = (
     Override(
         "kombu-transport-alias",
         "kombu",
-        ("kombu.transport.TRANSPORT_ALIASES['redis']",),
+        (
+            "kombu.transport.TRANSPORT_ALIASES['redis']",
+            "kombu.transport.TRANSPORT_ALIASES['sentinel']",
+        ),
         ("platform_core.broker.transport:install",),
         "redis:// URLs of every process (workers, Flower, beat, web) use the platform's "
         "transport below; set process-wide by the alias (Celery's broker_transport setting "
         "would do it per app, not yet verified for every process).",
+    ),
+    Override(
+        "kombu-redis-sentinel",
+        "kombu",
+        (
+            "kombu.transport.redis.SentinelChannel._sentinel_managed_pool",
+            "kombu.transport.redis.SentinelTransport",
+        ),
+        ("platform_core.broker.transport:SentinelChannel",),
+        "sentinel:// URLs get the platform's channel on a primary named by Sentinel; the pool "
+        "comes from clients.Sentinel (its error names every sentinel tried and the master "
+        "name) and the sentinels take the primary's password (no second copy in options).",
     ),
     Override(
         "kombu-redis-fetch",
@@ -198,6 +213,25 @@ OVERRIDES = (
         "one log line per bad message, counted in platform:rejected; headers and body "
         "checked before Celery reads them. Celery's task_rejected and task_unknown signals "
         "fire as upstream sends them (task_rejected also for the platform's own checks).",
+    ),
+    Override(
+        "celery-result-backend-sentinel",
+        "celery",
+        ("celery.backends.redis.SentinelBackend._get_sentinel_instance",),
+        ("platform_core.tasks.results:LazySentinelBackend",),
+        "sentinel:// result URLs: the lazy backend on clients.Sentinel (its error names every "
+        "sentinel tried); the sentinels take the primary's password, not a copy in options.",
+    ),
+    Override(
+        "celery-consumer-reconnect",
+        "celery",
+        (
+            "celery.worker.consumer.consumer.Consumer.ensure_connected",
+            "kombu.connection.Connection._ensure_connection",
+        ),
+        ("platform_core.tasks.consumer:PlatformConsumer.ensure_connected",),
+        "the worker's broker reconnect asks every 0.5 s, at most 2 s apart (config.timeouts), "
+        "instead of kombu's 2, 4, 6 … 30 s: back within ~1 s of a failover's end.",
     ),
     Override(
         "celery-consumer-events",

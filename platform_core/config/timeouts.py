@@ -14,3 +14,8 @@ CONNECT_SECONDS = 2
 COMMAND_SECONDS = 3
 # "Is a Redis there?" checks, and best-effort writes that must not delay their caller.
 PROBE_SECONDS = 1
+# A worker that lost the broker asks again this often, and never waits longer than the
+# max between two tries (kombu: 2 s, +2 s each time, up to 30 s), so it is back within
+# about a second of a failover's end. Each try is one TCP connect (and one line logged).
+RECONNECT_STEP_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 2.0

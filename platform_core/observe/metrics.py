@@ -21,16 +21,19 @@ from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from platform_core.errors import Rejection
+from platform_core.observe.broker_state import BrokerState, read_broker_state
 from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 logger = logging.getLogger(__name__)
 
 
 class PlatformCollector:
-    """Reads Redis on each scrape (at most three round trips, platform_core.observe.queue_stats)."""
+    """Reads Redis on each scrape (at most three round trips, platform_core.observe.queue_stats,
+    plus the broker's own state, observe.broker_state)."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, sentinel=None, master_name: str = ""):
         self.client = client
+        self.sentinel, self.master_name = sentinel, master_name
 
     def describe(self):
         return []  # nothing to read at registration time
@@ -47,6 +50,44 @@ class PlatformCollector:
         up.add_metric([], 1)
         yield up
         yield from families(snapshot)
+        try:
+            state = read_broker_state(self.client, self.sentinel, self.master_name)
+        except redis.RedisError as exc:
+            logger.warning("metrics: the broker's replication state was not read: %s", exc)
+            return
+        yield from broker_families(state)
+
+
+def broker_families(state: BrokerState):
+    replicas = GaugeMetricFamily(
+        "platform_broker_replicas_connected", "Replicas the primary sees online"
+    )
+    replicas.add_metric([], state.replicas_online)
+    lag = GaugeMetricFamily(
+        "platform_broker_replica_lag_seconds", "The worst replica's lag (s since its last ack)"
+    )
+    lag.add_metric([], state.worst_lag_seconds)
+    jumps = CounterMetricFamily(
+        "platform_broker_clock_jumps",
+        "Changes of primary whose clock gap was beyond what the platform's clock absorbs",
+    )
+    jumps.add_metric([], state.clock_jumps)
+    yield from (replicas, lag, jumps)
+    if state.sentinels is None:
+        return
+    quorum = GaugeMetricFamily(
+        "platform_broker_sentinel_quorum_ok", "1 if the sentinels can authorize a failover"
+    )
+    quorum.add_metric([], 1 if state.sentinels.quorum_ok else 0)
+    epoch = GaugeMetricFamily(
+        "platform_broker_failover_epoch", "Sentinel's config-epoch: one more per failover"
+    )
+    epoch.add_metric([], state.sentinels.failover_epoch)
+    reachable = GaugeMetricFamily(
+        "platform_broker_sentinels_reachable", "Sentinels of the broker URL that answered"
+    )
+    reachable.add_metric([], state.sentinels.reachable)
+    yield from (quorum, epoch, reachable)
 
 
 def families(snapshot: Snapshot):
@@ -172,8 +213,8 @@ def _beat(snapshot: Snapshot):
     yield from (leader, present, tick, trips)
 
 
-def register(client: redis.Redis, registry=REGISTRY) -> None:
-    registry.register(PlatformCollector(client))
+def register(client: redis.Redis, sentinel=None, master_name="", registry=REGISTRY) -> None:
+    registry.register(PlatformCollector(client, sentinel, master_name))
 
 
 def authorized(header: str, credentials: str) -> bool:

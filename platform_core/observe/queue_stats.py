@@ -75,7 +75,7 @@ def queue_of(key: str) -> str:
 def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
     lists = {queue: priority_keys(queue) for queue in queues}
     with client.pipeline(transaction=False) as pipe:
-        pipe.time()
+        pipe.time().hget(keys.CLOCK, "offset")  # the platform's clock (lua/clock.lua)
         for per_priority in lists.values():
             for key in per_priority.values():
                 pipe.llen(key).lindex(key, -1)
@@ -91,8 +91,8 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
             pipe.hgetall(name)
         pipe.get(keys.BEAT_LEADER).get(keys.BEAT_TICK)
         replies = iter(pipe.execute())
-    seconds, micros = next(replies)
-    now = seconds * 1000 + micros // 1000
+    (seconds, micros), offset = next(replies), next(replies)
+    now = seconds * 1000 + micros // 1000 + int(offset or 0)
     stats, heads = {}, {}
     for queue, per_priority in lists.items():
         waiting, delayed, due = {}, 0, []

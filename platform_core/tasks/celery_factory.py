@@ -14,7 +14,7 @@ from platform_core.broker.delays import check_delay
 from platform_core.config.discovery import task_modules
 from platform_core.config.env import redacted
 from platform_core.config.routing import policy, route_by_task_name
-from platform_core.errors import BrokerUnavailable
+from platform_core.errors import BrokerUnavailable, PlatformError
 from platform_core.tasks import forking, results
 from platform_core.tasks.eager import apply_by_name
 
@@ -36,6 +36,8 @@ class PlatformCelery(Celery):
         options.setdefault("declare", [])
         try:
             return super().send_task(name, args, kwargs, countdown=countdown, eta=eta, **options)
+        except PlatformError:
+            raise  # already one line saying what to do (e.g. NotReplicated)
         except (OperationalError, RedisError, RuntimeError) as exc:
             # RuntimeError: the result backend gave up reconnecting (celery.backends.redis).
             raise BrokerUnavailable(
@@ -52,6 +54,10 @@ def queue_settings(queue: str) -> dict:
         **queue_policy.transport_options(),
         "lease_seconds": settings.PLATFORM_LEASE_SECONDS,
         "lease_sweep_seconds": settings.PLATFORM_LEASE_SWEEP_SECONDS,
+        # sentinel:// brokers (clients: the primary is found by this name).
+        "master_name": settings.PLATFORM_BROKER_MASTER_NAME,
+        "min_replicas": settings.PLATFORM_BROKER_MIN_REPLICAS,
+        "replica_timeout_ms": settings.PLATFORM_BROKER_REPLICA_TIMEOUT_MS,
     }
     return {
         "task_default_queue": queue,
@@ -67,6 +73,7 @@ def queue_settings(queue: str) -> dict:
             # Kept equal to the broker's (kombu reads it from both, inconsistently); it only
             # matters to the legacy index (queues.LEGACY_INDEXES).
             "visibility_timeout": transport_options["visibility_timeout"],
+            "master_name": settings.PLATFORM_BROKER_MASTER_NAME,
             # Celery's default is 20 reconnects a second apart: a web request that
             # enqueues while Redis is down would hang ~20 s, then be told to restart.
             "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.5},

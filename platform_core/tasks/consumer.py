@@ -6,7 +6,8 @@ was affected. Before Celery's handler reads a task message, its headers and body
 checked (platform_core.broker.message_checks): Celery reads them with plain lookups, and an
 exception out of its handler would reach the connection's error handling.
 
-fence: celery-consumer-bad-messages, celery-consumer-events (platform_core/config/fences.py).
+fence: celery-consumer-bad-messages, celery-consumer-events, celery-consumer-reconnect
+(platform_core/config/fences.py).
 Celery's signals fire as its own handlers send them (celery.worker.consumer.Consumer,
 5.7): ``task_rejected(message, exc)`` once the message is rejected — for an unknown
 message (exc None) and an invalid task (ContentDisallowed, InvalidTaskError), and here
@@ -16,6 +17,7 @@ id)`` for an unknown task name, after its result is marked failed (no
 handlers to that.
 """
 
+import functools
 import logging
 
 from celery import signals
@@ -27,6 +29,7 @@ from kombu.exceptions import ContentDisallowed
 
 from platform_core.broker.message_checks import check_task_body, check_task_headers
 from platform_core.broker.rejections import report_rejection
+from platform_core.config import timeouts
 from platform_core.config.drills import DRILLS_OFF, is_drill
 from platform_core.errors import BROKER_ERRORS, BadMessage, Rejection
 
@@ -45,6 +48,24 @@ def _context(message) -> dict:
 
 class PlatformConsumer(Consumer):
     _event_flush_pending = False
+
+    # fence: celery-consumer-reconnect
+    def ensure_connected(self, conn):
+        # kombu's reconnect waits 2 s, then 2 s more each time (up to 30): a worker
+        # would take up to ~6 s to notice a broker back after a failover. Here it asks
+        # again every RECONNECT_STEP_SECONDS, and never waits longer than
+        # RECONNECT_MAX_SECONDS (Celery passes no intervals, kombu's defaults apply).
+        ensure = conn.ensure_connection
+        conn.ensure_connection = functools.partial(
+            ensure,
+            interval_start=timeouts.RECONNECT_STEP_SECONDS,
+            interval_step=timeouts.RECONNECT_STEP_SECONDS,
+            interval_max=timeouts.RECONNECT_MAX_SECONDS,
+        )
+        try:
+            return super().ensure_connected(conn)
+        finally:
+            del conn.ensure_connection  # the class's method again
 
     def on_send_event_buffered(self):
         # Celery buffers task events and publishes the buffer as one "task.multi"

@@ -12,9 +12,12 @@ consults it), so Celery's global ``BACKEND_ALIASES`` and any other app in the pr
 (e.g. a plain Celery client) are left as they are.
 """
 
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
+
+from platform_core.broker import clients
 
 LAZY_BACKEND = "platform_core.tasks.results:LazyRedisBackend"
+LAZY_SENTINEL_BACKEND = "platform_core.tasks.results:LazySentinelBackend"
 
 
 class LazyRedisBackend(RedisBackend):
@@ -22,12 +25,39 @@ class LazyRedisBackend(RedisBackend):
         return {}
 
 
+class LazySentinelBackend(LazyRedisBackend, SentinelBackend):
+    """The same on a primary named by Sentinel (``sentinel://`` result URLs), through
+    clients.Sentinel: the sentinels take the primary's password and timeouts (so no copy
+    of the secret sits in ``result_backend_transport_options``, which Flower shows).
+
+    fence: celery-result-backend-sentinel (platform_core/config/fences.py)."""
+
+    def _get_sentinel_instance(self, **params):
+        params = dict(params)
+        hosts = params.pop("hosts")
+        given = self._transport_options.get("sentinel_kwargs")
+        return clients.Sentinel(
+            [(host["host"], host["port"]) for host in hosts],
+            min_other_sentinels=self._transport_options.get("min_other_sentinels", 0),
+            sentinel_kwargs=given
+            or {
+                key: value
+                for key, value in params.items()
+                if key in ("username", "password", "socket_timeout", "socket_connect_timeout")
+                and value
+            },
+            **params,
+        )
+
+
 def install(app) -> None:
-    """Make ``app``'s redis:// and rediss:// result URLs use the lazy backend."""
+    """Make ``app``'s redis://, rediss:// and sentinel:// result URLs use the lazy
+    backends."""
     loader = app.loader
     # A new dict on the instance: BaseLoader.override_backends is one class-level dict.
     loader.override_backends = {
         **loader.override_backends,
         "redis": LAZY_BACKEND,
         "rediss": LAZY_BACKEND,
+        "sentinel": LAZY_SENTINEL_BACKEND,
     }

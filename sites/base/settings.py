@@ -113,6 +113,13 @@ LOGGING = {
 USE_CELERY = ENV.celery_on
 
 REDIS_URL = ENV.redis_url
+# A broker with replicas (docs/operations.md, "Growing the broker"): the URL lists the
+# sentinels (sentinel://:pw@host:26379;sentinel://…), which name the primary known as
+# PLATFORM_BROKER_MASTER_NAME; an enqueue returns once PLATFORM_BROKER_MIN_REPLICAS
+# replicas hold it, or fails after PLATFORM_BROKER_REPLICA_TIMEOUT_MS (docs/reliability.md).
+PLATFORM_BROKER_MASTER_NAME = ENV.broker_master_name
+PLATFORM_BROKER_MIN_REPLICAS = ENV.broker_min_replicas
+PLATFORM_BROKER_REPLICA_TIMEOUT_MS = ENV.broker_replica_timeout_ms
 # Hard time limits (s): runaway tasks are killed after this (a task on a live worker is
 # never handed to another, however long it runs). A site task longer than this
 # belongs on long_running.

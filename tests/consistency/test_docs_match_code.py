@@ -119,9 +119,9 @@ def test_every_documented_default_is_the_codes():
         if name in IN_WORDS:
             continue
         default = getattr(DEFAULTS, spec.name)
-        expected = DERIVED.get(name, words.get(default, str(default)))
-        if isinstance(default, bool):
-            expected = words[default]
+        # Only a boolean is shown in words (0 == False in a dict lookup).
+        shown = words[default] if isinstance(default, bool) else str(default)
+        expected = DERIVED.get(name, shown)
         assert documented[name] == expected, name
     assert documented["DJANGO_SETTINGS_MODULE"] == settings_for(["manage", "migrate"])
 

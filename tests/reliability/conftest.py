@@ -13,6 +13,7 @@ import pytest
 from celery import Celery
 
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
+from harness.sentinel import MASTER_NAME, BrokerGroup
 from platform_core.config.queues import WORKER_COMMANDS
 
 SHORT_LIMITS_ENV = {"PLATFORM_SITE_TASK_TIME_LIMIT": "5", "PLATFORM_LONG_TASK_TIME_LIMIT": "120"}
@@ -34,6 +35,29 @@ def broker(tmp_path):
     yield server
     if server.process.poll() is None:
         server.kill_9()
+
+
+@pytest.fixture
+def broker_group(tmp_path):
+    """A primary, a replica and three Sentinels (harness/sentinel.py); the primary's host
+    can be lost with ``kill_primary()``."""
+    group = BrokerGroup(tmp_path / "broker-group")
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+def sentinel_env(group: BrokerGroup, min_replicas: int = 1, replica_timeout_ms: int = 500):
+    """What a platform process is given to follow the group: the sentinel URL, the
+    master's name and how many replicas confirm each enqueue (WAIT)."""
+    return {
+        "REDIS_URL": group.sentinel_url(),
+        "PLATFORM_BROKER_MASTER_NAME": MASTER_NAME,
+        "PLATFORM_BROKER_MIN_REPLICAS": str(min_replicas),
+        "PLATFORM_BROKER_REPLICA_TIMEOUT_MS": str(replica_timeout_ms),
+    }
 
 
 @pytest.fixture
@@ -61,7 +85,12 @@ def start_worker(platform_env_short, tmp_path):
             WORKER_COMMANDS[queue], "-c", str(concurrency), "-n", f"{name}@%h", *extra_args
         )
         process = Process(f"worker-{name}", argv, env, tmp_path)
-        wait_for(lambda: " ready." in process.log(), 60, f"worker {name} to start")
+        wait_for(
+            lambda: " ready." in process.log() or not process.alive(),
+            60,
+            f"worker {name} to start",
+        )
+        assert process.alive(), f"worker {name} exited at start:\n{process.log()[-3000:]}"
         started.append(process)
         return process
 

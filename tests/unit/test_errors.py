@@ -16,6 +16,8 @@ BUILT_IN = {
     errors.WrongArguments: TypeError,
     errors.TooManyAttempts: RuntimeError,
     errors.BrokerUnavailable: ConnectionError,
+    # Not a ConnectionError: kombu would retry it (a second copy if the first survived).
+    errors.NotReplicated: RuntimeError,
 }
 
 

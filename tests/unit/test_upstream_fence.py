@@ -238,6 +238,37 @@ def _purge():
     assert list(inspect.signature(kombu_redis.Channel._purge).parameters) == ["self", "queue"]
 
 
+@structure("kombu-redis-sentinel")
+def _sentinel():
+    # Our pool replaces this method whole; kombu's _get_pool calls it, and
+    # _disconnect_pools closes the sentinel connections it keeps in these attributes.
+    params = inspect.signature(kombu_redis.SentinelChannel._sentinel_managed_pool).parameters
+    assert list(params) == ["self", "asynchronous"]
+    assert "_sentinel_managed_pool" in inspect.getsource(kombu_redis.SentinelChannel._get_pool)
+    disconnect = inspect.getsource(kombu_redis.Channel._disconnect_pools)
+    assert "_sentinel_manager" in disconnect
+    assert "_async_sentinel_manager" in disconnect
+    assert "master_name" in kombu_redis.SentinelChannel.from_transport_options
+
+
+@structure("celery-result-backend-sentinel")
+def _result_backend_sentinel():
+    source = inspect.getsource(celery.backends.redis.SentinelBackend._get_pool)
+    assert "self._get_sentinel_instance(**params)" in source
+    assert "master_for" in source
+
+
+@structure("celery-consumer-reconnect")
+def _consumer_reconnect():
+    # Celery calls conn.ensure_connection(errback, max_retries, callback=…) without
+    # intervals; kombu's defaults are the ones replaced (by keyword, through a partial).
+    source = inspect.getsource(Consumer.ensure_connected)
+    assert "conn.ensure_connection(" in source
+    assert "interval_" not in source
+    params = inspect.signature(kombu.Connection._ensure_connection).parameters
+    assert {"interval_start", "interval_step", "interval_max"} <= set(params)
+
+
 @structure("kombu-redis-client")
 def _client():
     params = inspect.signature(kombu_redis.Channel.conn_or_acquire).parameters

@@ -4,6 +4,7 @@
 --   KEYS[1]            the leases (ZSET worker id -> expiry ms)
 --   KEYS[2 .. 1+2q]    q pairs: a queue list, this worker's held list for it
 --   KEYS[2+2q ..]      one held list per acknowledgement (repeats allowed)
+--   KEYS[#KEYS]            the platform's clock (passed by scripts.Script)
 --   ARGV[1]            worker id
 --   ARGV[2]            most messages to move
 --   ARGV[3]            q characters, one per queue: '1' record the delivery in the held
@@ -12,7 +13,7 @@
 -- Returns a flat list: queue key, item, recorded (1/0) per message moved.
 -- Error "LEASELOST <worker id>" (errors.LeaseLost) when a recording worker's lease has
 -- expired: acknowledgements are applied, nothing is fetched until it is renewed.
---#include now_ms
+--#include clock
 local queues = #ARGV[3]
 local first_ack = 2 + 2 * queues
 for i = 4, #ARGV do

@@ -5,12 +5,13 @@
 -- many sweepers, each expired worker is swept exactly once.
 --   KEYS[1] the leases   KEYS[2] lease sources   KEYS[3] lease renewals
 --   KEYS[4] redelivered counts (HASH queue key -> messages handed back)
+--   KEYS[#KEYS] the platform's clock (passed by scripts.Script)
 --   ARGV[1] most workers swept per call
 --   ARGV[2] the held-list prefix (keys.HELD_PREFIX): which workers died is found here,
 --           so their held lists (prefix .. worker id .. ':' .. queue key) cannot be
 --           passed in as keys
 -- Returns {workers swept, messages handed back, worker ids...}.
---#include now_ms
+--#include clock_checked
 --#include mark_redelivered
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local restored = 0

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from platform_core.broker import clients
 from platform_core.config.env import redacted
 from platform_core.errors import Rejection
+from platform_core.observe.broker_state import BrokerState, read_broker_state
 from platform_core.observe.queue_stats import Snapshot, read_snapshot
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -24,6 +25,24 @@ def duration(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def render_broker(state: BrokerState) -> str:
+    """One line: the primary, its replicas and, with Sentinel, quorum and failovers."""
+    replicas = ", ".join(
+        f"{replica.address} {replica.state} (lag {replica.lag_seconds} s)"
+        for replica in state.replicas
+    )
+    line = f"broker: primary {state.primary}; replicas: {replicas or 'none'}"
+    if state.sentinels is not None:
+        view = state.sentinels
+        line += (
+            f"; sentinels answering {view.reachable}/{view.listed}, "
+            f"quorum {'ok' if view.quorum_ok else 'LOST'}, failover epoch {view.failover_epoch}"
+        )
+    if state.clock_jumps:
+        line += f"; clock jumps {state.clock_jumps}"
+    return line + "\n"
 
 
 def render(snapshot: Snapshot) -> str:
@@ -97,10 +116,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         client = clients.connect()
+        sentinel = clients.sentinels()
         interval = options["watch"]
         try:
             while True:
-                table = render(self._snapshot(client))
+                table = render(self._snapshot(client)).rstrip("\n") + "\n"
+                table += self._broker(client, sentinel)
                 if interval is None:
                     self.stdout.write(table)
                     return
@@ -108,6 +129,13 @@ class Command(BaseCommand):
                 time.sleep(interval)
         except KeyboardInterrupt:
             return
+
+    def _broker(self, client, sentinel) -> str:
+        try:
+            state = read_broker_state(client, sentinel, settings.PLATFORM_BROKER_MASTER_NAME)
+        except redis.RedisError as exc:
+            return f"broker: replication state not read ({exc})\n"
+        return render_broker(state)
 
     def _snapshot(self, client) -> Snapshot:
         try:

@@ -78,7 +78,9 @@ class Command(BaseCommand):
         # Flower runs in this process: its /metrics and the metrics port both serve
         # the default registry, where the platform's collector joins Flower's own.
         flower_fence.require_credentials_for_metrics()
-        metrics.register(clients.connect())
+        metrics.register(
+            clients.connect(), clients.sentinels(), settings.PLATFORM_BROKER_MASTER_NAME
+        )
         if not credentials:
             logger.warning(
                 "No metrics port: PLATFORM_METRICS_AUTH is not set. Flower's /metrics "
