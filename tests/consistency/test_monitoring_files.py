@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from platform_core.config.environment import DEFAULTS
 from platform_core.observe import metrics
+from platform_core.observe.broker_state import BrokerState, Replica, SentinelView
 from platform_core.observe.queue_stats import BeatStats, QueueStats, Snapshot, WorkerStats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,13 @@ def exported_names() -> set[str]:
         round_trips=2,
     )
     families = [*metrics.families(snapshot)]
+    # The broker's replication and Sentinel series (a broker with replicas, under Sentinel).
+    broker = BrokerState(
+        "10.0.0.1:6379",
+        [Replica("10.0.0.2:6379", "online", 0)],
+        sentinels=SentinelView(quorum_ok=True, failover_epoch=1, reachable=3, listed=3),
+    )
+    families += metrics.broker_families(broker)
     from flower.events import get_prometheus_metrics
 
     get_prometheus_metrics()  # Flower's own, registered as in Flower's process
