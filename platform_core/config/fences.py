@@ -230,7 +230,7 @@ OVERRIDES = (
             "kombu.connection.Connection._ensure_connection",
         ),
         ("platform_core.tasks.consumer:PlatformConsumer.ensure_connected",),
-        "the worker's broker reconnect asks every 0.5 s, at most 2 s apart (config.timeouts), "
+        "the worker's broker reconnect asks every 0.5 s, at most 1 s apart (config.timeouts), "
         "instead of kombu's 2, 4, 6 … 30 s: back within ~1 s of a failover's end.",
     ),
     Override(

@@ -18,4 +18,4 @@ PROBE_SECONDS = 1
 # max between two tries (kombu: 2 s, +2 s each time, up to 30 s), so it is back within
 # about a second of a failover's end. Each try is one TCP connect (and one line logged).
 RECONNECT_STEP_SECONDS = 0.5
-RECONNECT_MAX_SECONDS = 2.0
+RECONNECT_MAX_SECONDS = 1.0

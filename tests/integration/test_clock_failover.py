@@ -119,3 +119,17 @@ def test_a_jump_beyond_the_bound_is_counted_and_kept(primary_and_replica):
     clock = new.hgetall(keys.CLOCK)
     assert int(clock[b"jumps"]) == 1  # taken as elapsed time, and said so
     assert abs(int(clock[b"offset"])) < 2000
+
+
+def test_a_primary_restarted_on_its_own_host_keeps_real_time(primary_and_replica):
+    """Not promoted, same clock: the seconds it was down count (delays due meanwhile are
+    due at once, not pushed back by the outage)."""
+    primary = primary_and_replica()
+    renew(primary.client())
+    primary.stop_cleanly()
+    time.sleep(2)
+    primary.start()
+    renew(primary.client())
+    clock = primary.client().hgetall(keys.CLOCK)
+    assert int(clock[b"offset"]) == 0
+    assert b"jumps" not in clock
