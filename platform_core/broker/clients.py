@@ -91,6 +91,16 @@ class Sentinel(redis.sentinel.Sentinel):
         )
 
 
+# What the sentinels take from the primary's connection parameters: its credentials and
+# timeouts (one password for Redis and its sentinels).
+SENTINEL_SHARED_PARAMS = ("username", "password", "socket_timeout", "socket_connect_timeout")
+
+
+def sentinel_kwargs_from(params: dict) -> dict:
+    """The sentinels' connection settings, taken from the primary's ``params``."""
+    return {key: value for key, value in params.items() if key in SENTINEL_SHARED_PARAMS and value}
+
+
 def sentinel_for(url: SentinelURL, **connection) -> Sentinel:
     """A Sentinel on ``url``'s sentinels; ``connection``: socket options for both the
     sentinels and the primary. The sentinels take the primary's credentials."""

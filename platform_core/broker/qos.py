@@ -32,7 +32,9 @@ HAND_BACK: deque = deque()
 
 
 def _running_tags() -> set:
-    """Delivery tags of the tasks this worker is executing (Celery's own record)."""
+    """Delivery tags of the tasks this worker is executing (Celery's own record).
+
+    fence: celery-worker-active-requests (platform_core/config/fences.py)."""
     from celery.worker import state  # a worker process; empty elsewhere
 
     return {request.message.delivery_tag for request in list(state.active_requests)}

@@ -81,12 +81,7 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
             url.addresses,
             min_other_sentinels=getattr(self, "min_other_sentinels", 0),
             sentinel_kwargs=getattr(self, "sentinel_kwargs", None)
-            or {
-                key: value
-                for key, value in connparams.items()
-                if key in ("username", "password", "socket_timeout", "socket_connect_timeout")
-                and value
-            },
+            or clients.sentinel_kwargs_from(connparams),
             **connection,
         )
         # Kept so that kombu's _disconnect_pools closes the sentinel connections too.

@@ -234,6 +234,15 @@ OVERRIDES = (
         "instead of kombu's 2, 4, 6 … 30 s: back within ~1 s of a failover's end.",
     ),
     Override(
+        "celery-worker-active-requests",
+        "celery",
+        ("celery.worker.state.active_requests", "celery.worker.request.Request.message"),
+        ("platform_core.broker.qos:_running_tags",),
+        "relied on, not replaced: when a channel closes with the broker gone, the tasks still "
+        "executing (acknowledged later) are told from those only reserved (handed back by "
+        "the next connection).",
+    ),
+    Override(
         "celery-consumer-events",
         "celery",
         (

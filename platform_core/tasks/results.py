@@ -39,13 +39,7 @@ class LazySentinelBackend(LazyRedisBackend, SentinelBackend):
         return clients.Sentinel(
             [(host["host"], host["port"]) for host in hosts],
             min_other_sentinels=self._transport_options.get("min_other_sentinels", 0),
-            sentinel_kwargs=given
-            or {
-                key: value
-                for key, value in params.items()
-                if key in ("username", "password", "socket_timeout", "socket_connect_timeout")
-                and value
-            },
+            sentinel_kwargs=given or clients.sentinel_kwargs_from(params),
             **params,
         )
 

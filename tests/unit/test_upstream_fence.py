@@ -269,6 +269,14 @@ def _consumer_reconnect():
     assert {"interval_start", "interval_step", "interval_max"} <= set(params)
 
 
+@structure("celery-worker-active-requests")
+def _active_requests():
+    from celery.worker import request, state
+
+    assert isinstance(state.active_requests, type(state.reserved_requests))  # a WeakSet
+    assert isinstance(vars(request.Request)["message"], property)
+
+
 @structure("kombu-redis-client")
 def _client():
     params = inspect.signature(kombu_redis.Channel.conn_or_acquire).parameters
