@@ -107,7 +107,7 @@ def client(broker):
     # redis:// would resolve to the platform's transport once this process imported it.
     app.conf.broker_transport = "kombu.transport.redis:Transport"
     yield app
-    app.close()
+    close_client(app)
 
 
 @pytest.fixture
@@ -117,6 +117,17 @@ def platform_client(broker):
     app.conf.broker_connection_retry_on_startup = True
     app.conf.broker_transport = "platform_core.broker.transport:Transport"
     yield app
+    close_client(app)
+
+
+def close_client(app):
+    """Forget the results this test subscribed to before its Redis goes: a result object
+    garbage-collected later, in another test, would otherwise unsubscribe through a Redis
+    that is gone, and Celery retries that 20 times, 1 s apart, stalling that test (a CI
+    run saw the whole-worker kill's checks 20 s late)."""
+    consumer = app.backend.result_consumer
+    consumer.subscribed_to.clear()
+    consumer.stop()
     app.close()
 
 
