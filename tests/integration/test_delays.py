@@ -1,7 +1,7 @@
 """Delays of any length (platform_core.broker.delays): an hour's countdown, tomorrow's ETA
 and a retry an hour later are parked by the worker they reach in the queue's delayed set
-with their due times (no worker holds them meanwhile); a delay beyond the sanity limit is refused, naming
-the limit, and nothing is sent."""
+with their due times (no worker holds them meanwhile); a delay beyond the sanity limit
+is refused, naming the limit, and nothing is sent."""
 
 from datetime import UTC, datetime, timedelta
 
