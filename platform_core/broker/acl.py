@@ -181,12 +181,14 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
         lengths = [pattern for queue in QUEUES for pattern in queue_lists(queue, "%R")]
         return (
             *_DATA,
-            "-@write",
+            "-@write",  # but what kombu's control and event queues write:
             "+lpush",
             "+del",
             "+pexpire",
             "+sadd",
             "+srem",
+            "+zadd",
+            "+zrem",
             *_events_and_control(db),
             _selector(f"&{_channel(db, EVENT_EXCHANGE)}/*", "-@all", "+psubscribe"),
             _selector(*lengths, "-@all", "+llen"),
@@ -230,7 +232,11 @@ def acl_file(
     bad = {q for queue, targets in sends.items() for q in (queue, *targets)} - set(QUEUES)
     if bad:
         raise ValueError(f"sends names unknown queues {sorted(bad)}; queues: {QUEUES}")
-    lines = ["user default off resetkeys resetchannels -@all"]
+    # The default user is off (no client can log in as it) but keeps every permission:
+    # Redis 7.0 (Debian 12's 7.0.15) replays the append-only file's MULTI/EXEC blocks, and
+    # with them every script's writes, with the default user's permissions; restricted,
+    # each is refused at a restart and what it wrote is gone (tests/integration/test_acl).
+    lines = ["user default off resetpass ~* &* +@all"]
     for user in USERS:
         hashes = [f"#{digest}" for digest in passwords.get(user, ())]
         state = "on" if hashes else "off"

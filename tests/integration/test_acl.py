@@ -18,6 +18,7 @@ from celery import Celery
 
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker import acl, keys, transport
+from platform_core.broker.leases import lease_keys
 from platform_core.errors import SendNotAllowed
 
 SENDS = {"api": ["api", "long_running"]}  # api may not send to cert
@@ -37,7 +38,7 @@ def acl_redis(tmp_path_factory, passwords):
     aclfile = directory / "users.acl"
     aclfile.write_text(acl.acl_file(hashes, SENDS, DB))
     port = free_port()
-    server = RedisServer(directory, port, appendonly=False, extra_args=("--aclfile", aclfile))
+    server = RedisServer(directory, port, extra_args=("--aclfile", aclfile))  # AOF, as deployed
     server.url = f"redis://{acl.ADMIN}:{passwords[acl.ADMIN]}@127.0.0.1:{port}/{DB}"
     server.start()
     yield server
@@ -78,6 +79,26 @@ def refused(call) -> bool:
 def test_the_default_user_is_off(acl_redis):
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(port=acl_redis.port).ping()
+
+
+def test_a_restart_keeps_what_scripts_and_transactions_wrote(acl_redis, passwords):
+    """Redis replays them from the append-only file as the default user (7.0): were it
+    restricted, every fetch, lease and park would be gone after a restart."""
+    from platform_core.broker.leases import Lease
+
+    worker = login(acl_redis, passwords, acl.worker_user("api"))
+    lease = Lease(worker, seconds=60, sweep_seconds=60)
+    lease.take(["api"])  # RENEW: a script; Redis 7 writes its effects in MULTI/EXEC
+    lease._stop.set()
+    with worker.pipeline(transaction=True) as pipe:
+        pipe.lpush("api", b"queued").hset(keys.Room("api").rejected, "bad-body", 1).execute()
+    acl_redis.stop_cleanly()
+    acl_redis.start()
+    admin = acl_redis.client()
+    assert admin.zscore(keys.Room("api").leases, lease.worker_id) is not None
+    assert admin.lrange("api", 0, -1) == [b"queued"]
+    assert admin.acl_log() == []
+    admin.delete("api", keys.Room("api").rejected, *lease_keys(keys.Room("api")))
 
 
 def test_a_site_cannot_read_take_or_delete_another_sites_work(acl_redis, passwords, cert_state):
