@@ -189,6 +189,8 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
             "+srem",
             "+zadd",
             "+zrem",
+            "+brpop",  # its control replies
+            "+set",
             *_events_and_control(db),
             _selector(f"&{_channel(db, EVENT_EXCHANGE)}/*", "-@all", "+psubscribe"),
             _selector(*lengths, "-@all", "+llen"),
@@ -209,6 +211,7 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
         *queue_lists(queue),
         f"~{keys.Room(queue).prefix}*",
         f"~{BINDINGS}{queue}",  # its queue's binding, declared at start
+        f"~_kombu.binding_permanent.{queue}",
         *queue_lists(f"{queue}@*.{CONTROL_EXCHANGE}"),  # its workers' control queues
         *_results(),
         *_events_and_control(db),
