@@ -11,9 +11,10 @@ the events every worker publishes.
 ``python -m platform_core.broker.acl --users`` prints the user names (Ansible derives its
 credential list from it); ``python -m platform_core.broker.acl`` reads a JSON request on
 stdin — ``{"passwords": {user: [sha256 hex, ...]}, "sends": {queue: [queue, ...]},
-"db": 0}`` — and prints the ACL file. Two hashes for one user are two valid passwords
-(rotation, docs/operations.md). What a leaked credential of each role can and cannot do
-is in docs/reliability.md ("Security"), tested in tests/integration/test_acl.py.
+"db": 0}`` — and prints the ACL file (``--sentinel``: sentinel.conf's user lines). Two
+hashes for one user are two valid passwords (rotation, docs/operations.md). What a leaked
+credential of each role can and cannot do is in docs/reliability.md ("Security"), tested
+in tests/integration/test_acl.py.
 """
 
 import argparse
@@ -106,6 +107,22 @@ _SENTINEL = (
     "+script|kill",
 )
 _REPLICATION = ("-@all", "+psync", "+replconf", "+ping")
+# On a Sentinel, a client only asks where the primary is and how the sentinels are
+# (observe.broker_state): no SENTINEL SET, REMOVE, RESET, FAILOVER or CONFIG.
+_SENTINEL_CLIENT = (
+    "-@all",
+    "+ping",
+    "+hello",
+    "+auth",
+    "+client|setname",
+    "+sentinel|get-master-addr-by-name",
+    "+sentinel|masters",
+    "+sentinel|master",
+    "+sentinel|sentinels",
+    "+sentinel|replicas",
+    "+sentinel|slaves",
+    "+sentinel|ckquorum",
+)
 
 
 def queue_lists(queue: str, flag: str = "") -> tuple[str, str]:
@@ -250,14 +267,37 @@ def acl_file(
     return "\n".join(lines) + "\n"
 
 
+def sentinel_users(passwords: Mapping[str, Iterable[str]]) -> str:
+    """The ``user`` lines of sentinel.conf. Clients log in to the sentinels as they do to
+    Redis (clients.sentinel_kwargs_from), so every client user is there with the same
+    passwords, allowed only to ask; the sentinels log in to each other as ``sentinel``."""
+    lines = ["user default off resetpass resetkeys resetchannels -@all"]
+    for user in USERS:
+        hashes = [f"#{digest}" for digest in passwords.get(user, ())]
+        if user == REPLICATION or not hashes:
+            rules: tuple[str, ...] = ("off",)
+        elif user in (ADMIN, SENTINEL):
+            rules = ("on", "&*", "+@all")
+        else:
+            rules = ("on", *_SENTINEL_CLIENT)
+        lines.append(" ".join(("user", user, "resetpass", "resetchannels", *hashes, *rules)))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", action="store_true", help="print the user names")
+    parser.add_argument(
+        "--sentinel", action="store_true", help="print sentinel.conf's user lines instead"
+    )
     options = parser.parse_args(argv)
     if options.users:
         print("\n".join(USERS))
         return 0
     request = json.load(sys.stdin)
+    if options.sentinel:
+        sys.stdout.write(sentinel_users(request.get("passwords", {})))
+        return 0
     sys.stdout.write(
         acl_file(request.get("passwords", {}), request.get("sends", {}), request.get("db", 0))
     )

@@ -68,6 +68,13 @@ def cert_state(acl_redis):
     return room
 
 
+def answers(client) -> bool:
+    try:
+        return client.ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
 def refused(call) -> bool:
     try:
         call()
@@ -268,3 +275,40 @@ def test_the_api_worker_runs_its_tasks_as_its_own_user(
     finally:
         worker.stop()
     assert os.stat(secret).st_mode & 0o077 == 0
+
+
+def test_on_a_sentinel_a_site_may_ask_where_the_primary_is_and_nothing_else(
+    acl_redis, passwords, tmp_path
+):
+    """The sentinels know the same users (a client logs in to them as to Redis), but a
+    site's may only ask: not fail over, reset or reconfigure the broker."""
+    import subprocess
+
+    hashes = {user: [hashlib.sha256(pw.encode()).hexdigest()] for user, pw in passwords.items()}
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"  # Sentinel rewrites its own file
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor platform 127.0.0.1 {acl_redis.port} 1\n"
+        f"sentinel auth-user platform {acl.SENTINEL}\n" + acl.sentinel_users(hashes)
+    )
+    sentinel = subprocess.Popen(
+        ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL
+    )
+    try:
+        api = redis.Redis(port=port, username="worker-api", password=passwords["worker-api"])
+        wait_for(lambda: answers(api), 10, "the sentinel")
+        assert api.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "platform")
+        for command in (
+            ("SENTINEL", "FAILOVER", "platform"),
+            ("SENTINEL", "RESET", "platform"),
+            ("SENTINEL", "REMOVE", "platform"),
+            ("SENTINEL", "SET", "platform", "quorum", "5"),
+            ("SENTINEL", "CONFIG", "GET", "*"),
+        ):
+            assert refused(lambda command=command: api.execute_command(*command)), command
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port).ping()
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
