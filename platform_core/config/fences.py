@@ -166,6 +166,20 @@ OVERRIDES = (
         "its binding, broker.acl) is kept in the channel and routed by as if recorded.",
     ),
     Override(
+        "celery-result-consumer",
+        "celery",
+        (
+            "celery.backends.redis.ResultConsumer.drain_events",
+            "celery.backends.redis.ResultConsumer.on_state_change",
+            "celery.backends.redis.ResultConsumer._locked",
+            "celery.backends.redis.ResultConsumer.reconnect_on_error",
+        ),
+        ("platform_core.tasks.results:CheckingResultConsumer",),
+        "while a result is waited for, its stored value is read once a second besides "
+        "the channel (as Celery's own reconnect does): a missed PUBLISH (seen over TLS "
+        "between hosts) no longer leaves get() waiting for a task that finished.",
+    ),
+    Override(
         "kombu-redis-purge",
         "kombu",
         ("kombu.transport.redis.Channel._purge",),

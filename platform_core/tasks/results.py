@@ -12,7 +12,9 @@ consults it), so Celery's global ``BACKEND_ALIASES`` and any other app in the pr
 (e.g. a plain Celery client) are left as they are.
 """
 
-from celery.backends.redis import RedisBackend, SentinelBackend
+from time import monotonic
+
+from celery.backends.redis import RedisBackend, ResultConsumer, SentinelBackend
 
 from platform_core.broker import clients
 
@@ -20,7 +22,42 @@ LAZY_BACKEND = "platform_core.tasks.results:LazyRedisBackend"
 LAZY_SENTINEL_BACKEND = "platform_core.tasks.results:LazySentinelBackend"
 
 
+# While someone waits, the stored results are read this often besides the channels.
+STORED_RESULTS_EVERY_SECONDS = 1.0
+
+
+class CheckingResultConsumer(ResultConsumer):
+    """Celery's result consumer, which also reads the stored results of what it waits for
+    once a second (one MGET), as Celery itself does after a reconnect: a result whose
+    PUBLISH did not wake the waiter is still read. Seen on TLS between hosts: Celery's
+    wait on the raw socket sometimes missed a result (1 of 10 probe runs waited out its
+    60 s for a task that had succeeded); a result published while the channel was being
+    re-subscribed after a failover is the same case.
+
+    fence: celery-result-consumer (platform_core/config/fences.py)."""
+
+    _stored_read_at = 0.0
+
+    def drain_events(self, timeout=None):
+        super().drain_events(timeout)
+        if monotonic() - self._stored_read_at >= STORED_RESULTS_EVERY_SECONDS:
+            self._stored_read_at = monotonic()
+            self._read_stored()
+
+    def _read_stored(self):
+        with self._locked():
+            waited = list(self.subscribed_to)
+            if not waited:
+                return
+            with self.reconnect_on_error():
+                for meta in self.backend.client.mget(waited):
+                    if meta:
+                        self.on_state_change(self._decode_result(meta), None)
+
+
 class LazyRedisBackend(RedisBackend):
+    ResultConsumer = CheckingResultConsumer
+
     def on_task_call(self, producer, task_id):
         return {}
 

@@ -233,6 +233,18 @@ def _publish():
     assert list(priority) == ["self", "message", "reverse"]
 
 
+@structure("celery-result-consumer")
+def _result_consumer():
+    # What ours reads: the keys waited for (set per instance) and the stored value fed
+    # to on_state_change, as Celery's own reconnect does.
+    consumer = celery.backends.redis.ResultConsumer
+    assert "self.subscribed_to = set()" in inspect.getsource(consumer.__init__)
+    reconnect = inspect.getsource(consumer._reconnect_pubsub)
+    assert "mget(self.subscribed_to)" in reconnect
+    assert "self.on_state_change(self._decode_result(meta), None)" in reconnect
+    assert list(inspect.signature(consumer.drain_events).parameters) == ["self", "timeout"]
+
+
 @structure("kombu-redis-bind")
 def _bind():
     # Ours checks for the member, then calls kombu's: it must still write the binding
