@@ -35,6 +35,7 @@ IN_WORDS = {
     "PLATFORM_VAR_DIR",
     "PLATFORM_TASK_EVENTS_OFF",
     "PLATFORM_DRILLS",
+    "PLATFORM_REDIS_CA_FILE",
 }
 # Defaults derived from another setting: the documented value names where it comes from.
 DERIVED = {
