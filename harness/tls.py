@@ -77,7 +77,13 @@ def make_server(directory: Path, ip: str = "127.0.0.1") -> ServerFiles:
             ),
             critical=False,
         )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        # Client too, as Ansible's: a sentinel or replica presents it to Redis.
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     files = ServerFiles(ca_path, directory / "server.crt", directory / "server.key")
