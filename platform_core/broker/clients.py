@@ -10,6 +10,11 @@ every new connection (redis-py's SentinelManagedConnection), so it follows a fai
 the first sentinel being down is not an error. The sentinels take the same password as
 Redis. kombu's channels and Celery's result backend build their pools with
 :class:`Sentinel` too (broker.transport, tasks.results).
+
+TLS (PLATFORM_REDIS_CA_FILE set): every connection, to Redis and to the sentinels,
+verifies the server against that CA (:func:`tls_options`); Celery's and kombu's own
+connections get the same from settings (CELERY_BROKER_USE_SSL), their sentinels from
+:func:`sentinel_kwargs_from`.
 """
 
 import os
@@ -98,7 +103,27 @@ SENTINEL_SHARED_PARAMS = ("username", "password", "socket_timeout", "socket_conn
 
 def sentinel_kwargs_from(params: dict) -> dict:
     """The sentinels' connection settings, taken from the primary's ``params``."""
-    return {key: value for key, value in params.items() if key in SENTINEL_SHARED_PARAMS and value}
+    shared_params = {
+        key: value for key, value in params.items() if key in SENTINEL_SHARED_PARAMS and value
+    }
+    return {**shared_params, **tls_kwargs()}
+
+
+def tls_options() -> dict:
+    """redis-py's settings for verifying the server (PLATFORM_REDIS_CA_FILE): its
+    certificate must come from that CA and name the address connected to (redis-py
+    checks the host name by default). {} when TLS is off."""
+    ca_file = settings.PLATFORM_REDIS_CA_FILE
+    if not ca_file:
+        return {}
+    return {"ssl_ca_certs": ca_file, "ssl_cert_reqs": "required"}
+
+
+def tls_kwargs() -> dict:
+    """:func:`tls_options` for a ``redis.Redis(...)`` or a Sentinel (its sentinels and
+    the primary it names): ``ssl=True`` picks their TLS connection class."""
+    options = tls_options()
+    return {"ssl": True, **options} if options else {}
 
 
 def sentinel_for(url: SentinelURL, **connection) -> Sentinel:
@@ -115,7 +140,7 @@ def sentinels(url: str | None = None, *, probe: bool = True) -> Sentinel | None:
         return None
     seconds = timeouts.PROBE_SECONDS if probe else timeouts.COMMAND_SECONDS
     timeout = {"socket_timeout": seconds, "socket_connect_timeout": seconds}
-    return sentinel_for(SentinelURL.parse(url), **timeout)
+    return sentinel_for(SentinelURL.parse(url), **timeout, **tls_kwargs())
 
 
 def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
@@ -131,9 +156,12 @@ def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
     }
     if is_sentinel(url):
         parsed = SentinelURL.parse(url)
-        return sentinel_for(parsed, **connection).master_for(
+        return sentinel_for(parsed, **connection, **tls_kwargs()).master_for(
             settings.PLATFORM_BROKER_MASTER_NAME, db=parsed.db, **parsed.credentials
         )
+    tls = tls_options()
+    if tls:  # redis:// or rediss://: the URL's own scheme would not verify the server
+        connection.update(tls, connection_class=redis.SSLConnection)
     return redis.Redis.from_url(url, **connection)
 
 

@@ -110,10 +110,11 @@ def priority_keys(queue: str) -> dict[int, str]:
 
 
 def install() -> None:
-    """Make redis:// and sentinel:// URLs use these transports in this process (kombu's
+    """Make redis://, rediss:// and sentinel:// URLs use these transports in this process (kombu's
     alias registry).
 
     fence: kombu-transport-alias
     """
     TRANSPORT_ALIASES["redis"] = "platform_core.broker.transport:Transport"
+    TRANSPORT_ALIASES["rediss"] = "platform_core.broker.transport:Transport"  # TLS
     TRANSPORT_ALIASES["sentinel"] = "platform_core.broker.transport:SentinelTransport"

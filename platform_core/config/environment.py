@@ -93,6 +93,9 @@ class Environment:
     # min-replicas-to-write is set to the same by Ansible); 0: no waiting (one Redis).
     broker_min_replicas: int = variable("PLATFORM_BROKER_MIN_REPLICAS", 0)
     broker_replica_timeout_ms: int = variable("PLATFORM_BROKER_REPLICA_TIMEOUT_MS", 500)
+    # TLS to Redis and its sentinels: the CA the servers' certificates must come from
+    # ("": plain TCP).
+    redis_ca_file: str = variable("PLATFORM_REDIS_CA_FILE", "")
     long_running_site: str = variable("LONG_RUNNING_SITE", DEFAULT_LONG_RUNNING_SITE)
     site_task_time_limit: int = variable("PLATFORM_SITE_TASK_TIME_LIMIT", Limits.site_time_limit)
     long_task_time_limit: int = variable("PLATFORM_LONG_TASK_TIME_LIMIT", Limits.long_time_limit)

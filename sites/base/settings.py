@@ -6,6 +6,7 @@ Every value read from the environment comes from platform_core.config.environmen
 (variables, types and defaults stated there, read once).
 """
 
+import ssl
 from pathlib import Path
 
 import dj_database_url
@@ -122,6 +123,10 @@ REDIS_URL = with_credentials(ENV.redis_url, ENV.redis_username, "REDIS_PASSWORD"
 # replicas hold it, or fails after PLATFORM_BROKER_REPLICA_TIMEOUT_MS (docs/reliability.md).
 PLATFORM_BROKER_MASTER_NAME = ENV.broker_master_name
 PLATFORM_BROKER_MIN_REPLICAS = ENV.broker_min_replicas
+# TLS to Redis and its sentinels, the server verified against this CA ("": plain TCP).
+# Celery and kombu take it from the two settings below; every other client from
+# platform_core.broker.clients.
+PLATFORM_REDIS_CA_FILE = ENV.redis_ca_file
 PLATFORM_BROKER_REPLICA_TIMEOUT_MS = ENV.broker_replica_timeout_ms
 # Hard time limits (s): runaway tasks are killed after this (a task on a live worker is
 # never handed to another, however long it runs). A site task longer than this
@@ -168,6 +173,17 @@ PLATFORM_METRICS_BROKER_URL = (
 )
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
 CELERY_RESULT_BACKEND = with_credentials(ENV.results, ENV.redis_username, "REDIS_PASSWORD")
+# TLS (PLATFORM_REDIS_CA_FILE): the broker's and the results' connections, a sentinel://
+# primary's included, require a certificate from that CA. kombu and Celery pick the
+# TLS connection class from these; the sentinels' own connections: broker.clients.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-use-ssl
+CELERY_BROKER_USE_SSL = (
+    {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": PLATFORM_REDIS_CA_FILE}
+    if PLATFORM_REDIS_CA_FILE
+    else None
+)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-backend-use-ssl
+CELERY_REDIS_BACKEND_USE_SSL = CELERY_BROKER_USE_SSL
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 60 * 60
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-extended

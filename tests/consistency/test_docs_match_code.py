@@ -40,6 +40,7 @@ IN_WORDS = {
     "PLATFORM_DRILLS",
     "REDIS_USERNAME",
     "PLATFORM_METRICS_REDIS_USERNAME",
+    "PLATFORM_REDIS_CA_FILE",
 }
 # Defaults derived from another setting: the documented value names where it comes from.
 DERIVED = {
