@@ -12,7 +12,7 @@ INVENTORY ?= staging
 run:
 	scripts/bootstrap run
 	.venv/bin/python manage.py migrate --no-input -v0
-	USE_CELERY=1 .venv/bin/python manage.py runplatform
+	USE_CELERY=1 .venv/bin/python manage.py runplatform $(RUN_ARGS)
 
 # The test set-up (adds the test hosts' Debian packages and dev.lock), then lint, the
 # test suite in three stages (the integration and reliability tests start their own

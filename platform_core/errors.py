@@ -83,6 +83,19 @@ class NotReplicated(PlatformError, RuntimeError):
         )
 
 
+class SendNotAllowed(PlatformError, RuntimeError):
+    """Redis refused an enqueue (NOPERM): this process' Redis user may not push onto that
+    queue (broker.acl: each site sends only to the queues its allow-list names)."""
+
+    def __init__(self, queue: str, user: str | None):
+        self.queue, self.user = queue, user
+        super().__init__(
+            f"Enqueue to {queue} NOT done: Redis user {user or 'default'!r} may not send to "
+            f"queue {queue!r}. Allow it in the inventory's platform_site_sends and deploy "
+            "(docs/operations.md, 'Redis users'); nothing was enqueued."
+        )
+
+
 class BadSiteName(PlatformError, ValueError):
     """A name that cannot become a site (a Python package and a queue)."""
 

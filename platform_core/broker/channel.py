@@ -11,10 +11,10 @@ Each popped item is parsed under a guard (envelope): stock kombu parses it insid
 event loop, where an item that is not a JSON envelope (anyone can LPUSH into a queue)
 kills the worker with "Unrecoverable error". Here it is logged, counted and dropped.
 
-A message due later than delays.HORIZON_SECONDS is parked in its queue's delayed set
-instead of being pushed onto the queue (by the platform's producers) or held in memory
-(by a worker given one by a plain Celery client); each consuming channel runs a promoter
-that moves due messages to the front of its queues (delays).
+A message due later than delays.HORIZON_SECONDS is parked in its queue's delayed set by
+the worker it reaches first, instead of being held in that worker's memory; each
+consuming channel runs a promoter that moves due messages to the front of its queues
+(delays).
 
 Stock kombu also builds a new redis-py client object for every publish (~60 µs of pure
 Python: the client copies its whole response-callback table); here a channel keeps one
@@ -40,7 +40,14 @@ from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
 from platform_core.config.environment import DEFAULTS
-from platform_core.errors import BROKER_ERRORS, BadMessage, LeaseLost, NotReplicated, Rejection
+from platform_core.errors import (
+    BROKER_ERRORS,
+    BadMessage,
+    LeaseLost,
+    NotReplicated,
+    Rejection,
+    SendNotAllowed,
+)
 
 logger = logging.getLogger("platform_core.broker.transport")
 
@@ -91,6 +98,9 @@ class Channel(kombu_redis.Channel):
 
     def __init__(self, *args, **kwargs):
         self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
+        # Bindings this producer declared but may not record in Redis (broker.acl):
+        # exchange -> [(routing key, pattern, queue)], routed by as if recorded.
+        self._local_bindings = {}
         super().__init__(*args, **kwargs)
 
     # fence: kombu-redis-consume
@@ -112,41 +122,41 @@ class Channel(kombu_redis.Channel):
 
     # fence: kombu-redis-publish
     def _put(self, queue, message, **kwargs):
+        try:
+            return self._enqueue(queue, message, **kwargs)
+        except redis.exceptions.NoPermissionError as exc:
+            raise self._not_allowed(queue) from exc
+
+    def _size(self, queue):
+        # A producer declares the queue it sends to, which reads its length first.
+        try:
+            return super()._size(queue)
+        except redis.exceptions.NoPermissionError as exc:
+            raise self._not_allowed(queue) from exc
+
+    def _not_allowed(self, queue) -> SendNotAllowed:
+        return SendNotAllowed(queue, self.connection.client.userid)  # the URL's user
+
+    def _enqueue(self, queue, message, **kwargs):
+        # Every message goes onto its queue, however far its due time: a producer needs
+        # only to push to the queues it may send to (broker.acl), never to read or write
+        # their rooms. A worker parks a far one on arrival (_park_held).
         stamp(message)  # the queue metrics' "oldest message" age starts here
-        delay = delay_of(message)
-        publish_batch = kwargs.get("_publish_batch")
         once = _once_of(message)
-        if once is not None and not should_park(delay):
+        if once is not None:
             kwargs.pop("_publish_batch", None)  # sent alone: its reply says if it was sent
             self._put_once(queue, message, *once)
             return
-        if not should_park(delay):
-            if not self.min_replicas or queue in self._expires:  # _expires: control replies
-                return super()._put(queue, message, **kwargs)
-            key = self._q_for_pri(queue, self._get_message_priority(message, False))
-            payload = dumps(message)
-            self._replicated(queue, ("LPUSH", key, payload), ("LREM", key, 1, payload))
-            return
-        # Due later than the horizon: into the delayed set, not onto the queue.
-        key = keys.delayed(self._q_for_pri(queue, self._get_message_priority(message, False)))
-        args = (int(delay * 1000), dumps(message))
-        if self.min_replicas:
-            self._replicated(queue, PARK.command((key,), args), ("ZREM", key, args[1]), PARK)
-            return
-        with self.conn_or_acquire() as client:
-            if publish_batch is None:
-                PARK(client, (key,), args)
-                return
-            # The batch's pipeline runs commands as given (no NOSCRIPT retry inside it):
-            # the script is loaded on this Redis first. A Redis restarted before the
-            # flush fails the batch, as any broker failure does ("delivery is uncertain").
-            PARK.load(client)
-            publish_batch.add("execute_command", *PARK.command((key,), args))
+        if not self.min_replicas or queue in self._expires:  # _expires: control replies
+            return super()._put(queue, message, **kwargs)
+        key = self._q_for_pri(queue, self._get_message_priority(message, False))
+        payload = dumps(message)
+        self._replicated(queue, ("LPUSH", key, payload), ("LREM", key, 1, payload))
 
     def _put_once(self, queue, message, name, occurrence):
         key = self._q_for_pri(queue, self._get_message_priority(message, False))
         payload = dumps(message)
-        keys_args = ((keys.ONCE, key), (name, occurrence, payload))
+        keys_args = ((keys.ONCE,), (name, occurrence, payload, key))
         if self.min_replicas:
             undo = ("LREM", key, 1, payload)
             sent = self._replicated(queue, ENQUEUE_ONCE.command(*keys_args), undo, ENQUEUE_ONCE)
@@ -196,6 +206,31 @@ class Channel(kombu_redis.Channel):
                 logger.warning("An unconfirmed enqueue to %s was not withdrawn: %s", queue, exc)
             raise NotReplicated(queue, self.min_replicas, confirmed=confirmed)
 
+    # fence: kombu-redis-bind
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        """Record a binding only if Redis does not have it yet, and when this process'
+        Redis user may not (a producer declaring another site's queue, broker.acl: only
+        that queue's workers write its binding), keep it here: a user that could add a
+        binding to another site's exchange could route that site's tasks into its own
+        queue."""
+        key = self.keyprefix_queue % (exchange,)
+        member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+        with self.conn_or_acquire() as client:
+            if queue not in self._expires and client.sismember(key, member):
+                return
+        try:
+            super()._queue_bind(exchange, routing_key, pattern, queue)
+        except redis.exceptions.NoPermissionError:
+            local = self._local_bindings.setdefault(exchange, [])
+            if (routing_key, pattern, queue) not in local:
+                local.append((routing_key or "", pattern or "", queue or ""))
+
+    def get_table(self, exchange):
+        table = super().get_table(exchange)
+        return table + [
+            binding for binding in self._local_bindings.get(exchange, ()) if binding not in table
+        ]
+
     # fence: kombu-redis-purge
     def _purge(self, queue):
         purged = super()._purge(queue)
@@ -244,8 +279,9 @@ class Channel(kombu_redis.Channel):
         try:
             self.client.connection.send_command(
                 *FETCH.command(
-                    (keys.LEASES, *pairs, *(held.key for held in acks)),
+                    (self._lease.room.leases, *pairs, *(held.key for held in acks)),
                     (worker, room, "".join(record), *(held.raw for held in acks)),
+                    clock=self._lease.room.clock,
                 )
             )
             self._send_wait()
@@ -399,7 +435,13 @@ class Channel(kombu_redis.Channel):
     def _park_held(self, held, delay, parsed):
         """Move a delivery due later than the horizon from our held list to its delayed set."""
         with self.conn_or_acquire() as client:
-            due = PARK(client, (keys.delayed(held.source), held.key), (int(delay * 1000), held.raw))
+            room = keys.room(held.source)
+            due = PARK(
+                client,
+                (room.delayed(held.source), held.key),
+                (int(delay * 1000), held.raw),
+                clock=room.clock,
+            )
         if due >= 0:
             logger.info(
                 "Task %s due in %.0f s parked in the delayed set of %s",

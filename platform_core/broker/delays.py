@@ -2,7 +2,7 @@
 
 A task due more than HORIZON_SECONDS from now (``countdown``, ``eta``, ``retry(countdown=…)``)
 is not handed to a worker to hold: it waits in its queue's delayed set
-(``platform:delayed:<queue key>``, a ZSET scored by due time on Redis' clock) and is
+(its room's ``delayed:<queue key>``, a ZSET scored by due time on Redis' clock) and is
 moved to the front of its queue when due, by one atomic script, whichever worker's
 promoter runs it first. It survives worker and Redis restarts (AOF) like any queued
 message, and no worker holds it meanwhile, so there is nothing to redeliver.
@@ -100,6 +100,7 @@ class Promoter:
 
     def watch(self, queue_keys) -> None:
         watched = set(self.keys[1::2]) | set(queue_keys)
+        (self.room,) = {keys.room(queue) for queue in watched}  # one queue's priority steps
         self.keys = [key for queue in sorted(watched) for key in (keys.delayed(queue), queue)]
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -108,7 +109,9 @@ class Promoter:
     def promote(self) -> float:
         """Move every due message now; seconds until the next one is due (-1: none)."""
         while True:
-            moved, next_ms = PROMOTE(self.client, self.keys, (PROMOTE_BATCH,))
+            moved, next_ms = PROMOTE(
+                self.client, self.keys, (PROMOTE_BATCH,), clock=self.room.clock
+            )
             if moved < PROMOTE_BATCH:
                 return next_ms / 1000 if next_ms >= 0 else -1.0
 

@@ -1,66 +1,117 @@
-"""Every Redis key the platform keeps beside kombu's own, named once.
+"""Every Redis key the platform keeps beside kombu's own, named once, laid out so Redis
+ACL key patterns can give each queue's workers their own keys and nothing else
+(platform_core.broker.acl; docs/architecture.md, "Key layout").
 
 kombu's keys are the queues themselves (a list named after the queue, one more per
-priority step: ``<queue>\\x06\\x16<step>``, see transport.priority_keys), the bindings
-(``_kombu.binding.*``) and Celery's results (``celery-task-meta-<id>``). Everything the
-platform adds starts with ``platform:``. Scripts never build a key name from a prefix of
-their own: the caller passes every key (the one exception, SWEEP, is given the held-list
-prefix as an argument, since it discovers which workers died).
+priority step: ``<queue>\\x06\\x16<step>``), the bindings (``_kombu.binding.*``) and
+Celery's results (``celery-task-meta-<id>``). Everything the platform adds starts with
+``platform:``:
 
-Per worker: held lists hang off the worker id, so one worker's deliveries are one pattern
-(``platform:held:<worker id>:*``); per queue: the delayed set ends with the queue key.
+- ``platform:queue:<queue>:*`` — a queue's room: everything its workers keep (leases,
+  held lists, the delayed sets of its priority steps, redelivery and rejection counts,
+  attempts, its clock). One ACL pattern per queue, and no worker of another queue needs
+  any key in it. A producer sends to a queue with LPUSH only (workers park far delays).
+- ``platform:beat:*`` — beat's lock, tick, the occurrences it sent, its clock.
+- ``platform:lock:*``, ``platform:drill:*`` — tasks' locks and the fault drills' records.
+
+Scripts never build a key name: the caller passes every key (the one exception, SWEEP,
+is given its room's held-list prefix, since it discovers which workers died).
 """
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 PREFIX = "platform:"
+QUEUE_PREFIX = PREFIX + "queue:"  # + queue + ":" + ...: the queue's room
+# kombu's separator between a queue's name and its priority step (kombu.transport.redis).
+PRIORITY_SEPARATOR = "\x06\x16"
 
-# Leases (platform_core.broker.leases).
-LEASES = PREFIX + "leases"  # ZSET worker id -> lease expiry (ms, Redis TIME)
-LEASE_SOURCES = PREFIX + "lease_sources"  # HASH worker id -> its queue keys, "\n"-joined
-LEASE_RENEWED = PREFIX + "lease_renewed"  # HASH worker id -> last renewal (ms, Redis TIME)
-# HASH queue key -> messages a sweep handed back after their worker's lease expired.
-REDELIVERED = PREFIX + "redelivered"
-HELD_PREFIX = PREFIX + "held:"  # + worker id + ":" + queue key: LIST of raw items
 
-# Delays (platform_core.broker.delays).
-DELAYED_PREFIX = PREFIX + "delayed:"  # + queue key: ZSET raw item -> due (ms, Redis TIME)
+def queue_of(queue_key: str) -> str:
+    """The queue a list belongs to: ``cert`` for ``cert`` and each of its priority steps."""
+    return queue_key.split(PRIORITY_SEPARATOR, 1)[0]
 
-# Refusals and poison messages (platform_core.broker.rejections, tasks.attempts).
-REJECTED = PREFIX + "rejected"  # HASH "<queue>:<reason>" -> messages refused
-ATTEMPTS_PREFIX = PREFIX + "attempts:"  # + task id: deliveries of a redelivered message
 
-# The platform's clock (lua/clock.lua, lua/clock_checked.lua): HASH run_id (the Redis
-# that set the offset), offset (ms added to its TIME), last (the last reading, ms),
-# jumps (changes of primary whose gap was too large to absorb).
-CLOCK = PREFIX + "clock"
+@dataclass(frozen=True)
+class Room:
+    """The keys of one queue's room, ``platform:queue:<queue>:*``."""
 
-# HASH name -> the last occurrence (ms) enqueued under that name (lua/enqueue_once.lua):
-# messages carrying channel.ONCE_HEADER, e.g. each periodic job's due times (beat).
-ONCE = PREFIX + "once"
+    queue: str
 
-# Beat (platform_core.tasks.beat).
-BEAT_LEADER = PREFIX + "beat:leader"  # the active beat's identity (a redis-py lock token)
-BEAT_TICK = PREFIX + "beat:tick"  # the active beat's last tick (ms, Redis TIME)
+    @property
+    def prefix(self) -> str:
+        return f"{QUEUE_PREFIX}{self.queue}:"
 
-# HASH queue key -> "<message id> <ms>": when the queue metrics first saw a message
-# without a send stamp (from a plain Celery client) at the head of that queue.
-FIRST_SEEN = PREFIX + "first_seen"
+    # Leases (platform_core.broker.leases) of the workers consuming this queue.
+    @property
+    def leases(self) -> str:  # ZSET worker id -> lease expiry (ms, the room's clock)
+        return self.prefix + "leases"
 
-LOCK_PREFIX = PREFIX + "lock:"  # + name: jobs that must not overlap (tasks.locks)
-DRILL_PREFIX = PREFIX + "drill:"  # + token (+ ":…"): fault drills' records (tasks.drills)
+    @property
+    def lease_sources(self) -> str:  # HASH worker id -> its queue keys, "\n"-joined
+        return self.prefix + "lease_sources"
+
+    @property
+    def lease_renewed(self) -> str:  # HASH worker id -> last renewal (ms)
+        return self.prefix + "lease_renewed"
+
+    @property
+    def redelivered(self) -> str:  # HASH queue key -> messages a sweep handed back
+        return self.prefix + "redelivered"
+
+    @property
+    def rejected(self) -> str:  # HASH reason -> messages refused (broker.rejections)
+        return self.prefix + "rejected"
+
+    @property
+    def clock(self) -> str:
+        """The room's clock (lua/clock.lua, lua/clock_checked.lua): HASH run_id (the Redis
+        that set the offset), offset (ms added to its TIME), last (the last reading, ms),
+        jumps (changes of primary whose gap was too large to absorb). One per room, so
+        no other queue's credentials can move this queue's leases or due times."""
+        return self.prefix + "clock"
+
+    @property
+    def held_prefix(self) -> str:  # + worker id + ":" + queue key: LIST of raw items
+        return self.prefix + "held:"
+
+    def held(self, worker_id: str, queue_key: str) -> str:
+        return f"{self.held_prefix}{worker_id}:{queue_key}"
+
+    def delayed(self, queue_key: str) -> str:  # ZSET raw item -> due (ms, the room's clock)
+        return f"{self.prefix}delayed:{queue_key}"
+
+    def attempts(self, task_id: str) -> str:  # deliveries of a redelivered message
+        return f"{self.prefix}attempts:{task_id}"
+
+
+@lru_cache(maxsize=256)
+def room(queue_key: str) -> Room:
+    """The room of ``queue_key`` (a queue or one of its priority steps)."""
+    return Room(queue_of(queue_key))
 
 
 def held(worker_id: str, queue_key: str) -> str:
     """The list of what ``worker_id`` took from ``queue_key`` and has not acknowledged."""
-    return f"{HELD_PREFIX}{worker_id}:{queue_key}"
+    return room(queue_key).held(worker_id, queue_key)
 
 
 def delayed(queue_key: str) -> str:
     """The delayed set of ``queue_key``: messages waiting for their due time."""
-    return f"{DELAYED_PREFIX}{queue_key}"
+    return room(queue_key).delayed(queue_key)
 
 
-def attempts(task_id: str) -> str:
-    return f"{ATTEMPTS_PREFIX}{task_id}"
+# Beat (platform_core.tasks.beat).
+BEAT_PREFIX = PREFIX + "beat:"
+BEAT_LEADER = BEAT_PREFIX + "leader"  # the active beat's identity (a redis-py lock token)
+BEAT_TICK = BEAT_PREFIX + "tick"  # the active beat's last tick (ms, beat's clock)
+BEAT_CLOCK = BEAT_PREFIX + "clock"  # beat's clock (as Room.clock)
+# HASH name -> the last occurrence (ms) enqueued under that name (lua/enqueue_once.lua):
+# messages carrying channel.ONCE_HEADER, e.g. each periodic job's due times (beat).
+ONCE = BEAT_PREFIX + "once"
+
+LOCK_PREFIX = PREFIX + "lock:"  # + name: jobs that must not overlap (tasks.locks)
+DRILL_PREFIX = PREFIX + "drill:"  # + token (+ ":…"): fault drills' records (tasks.drills)
 
 
 def lock(name: str) -> str:

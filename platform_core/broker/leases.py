@@ -1,11 +1,11 @@
 """Worker leases: a worker's deliveries go back to their queues when it dies, never while
 it lives.
 
-A consuming channel takes a lease in Redis (``platform:leases``, expiry on Redis' own
-clock) and renews it from a thread of its own, every third of the lease: a task that
-keeps a pool process (or, with the solo pool, the main thread) busy does not stop the
-renewal. Every message the channel takes is recorded under its worker id by the fetch
-script (lua/fetch.lua). The same thread sweeps: any expired lease's
+A consuming channel takes a lease in Redis (its queue's room, ``keys.Room.leases``,
+expiry on the room's clock) and renews it from a thread of its own, every third of the
+lease: a task that keeps a pool process (or, with the solo pool, the main thread) busy
+does not stop the renewal. Every message the channel takes is recorded under its worker
+id by the fetch script (lua/fetch.lua). The same thread sweeps: any expired lease's
 messages are moved back to the front of their queues, marked redelivered, by one
 atomic script — many sweepers, each dead worker swept once.
 
@@ -33,7 +33,11 @@ import redis
 from platform_core.broker import keys
 from platform_core.broker.scripts import RELEASE, RENEW, SWEEP
 
-LEASE_KEYS = (keys.LEASES, keys.LEASE_SOURCES, keys.LEASE_RENEWED)
+
+def lease_keys(room: keys.Room) -> tuple[str, str, str]:
+    """The room's leases, lease sources and renewals (RENEW, SWEEP, RELEASE take them)."""
+    return (room.leases, room.lease_sources, room.lease_renewed)
+
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,16 @@ def process_worker_id() -> str:
     return _process_worker_id[1]
 
 
+def sweep(client: redis.Redis, room: keys.Room) -> list:
+    """One SWEEP of ``room``: {workers swept, messages handed back, worker ids...}."""
+    return SWEEP(
+        client,
+        (*lease_keys(room), room.redelivered),
+        (SWEEP_BATCH, room.held_prefix),
+        clock=room.clock,
+    )
+
+
 class Lease:
     """The lease of one consuming channel, renewed and sweeping in its own thread."""
 
@@ -62,11 +76,20 @@ class Lease:
         self.milliseconds = int(seconds * 1000)
         self.sweep_seconds = sweep_seconds
         self.sources: list[str] = []
+        self.room: keys.Room | None = None
         self._stop = threading.Event()
         self._thread = None
 
     def take(self, sources) -> None:
         """Record the queue keys this worker takes from and (re)take the lease now."""
+        rooms = {keys.room(source) for source in sources} | ({self.room} - {None})
+        if len(rooms) != 1:
+            # One room per lease: each queue's workers hold only their own queue's keys.
+            raise ValueError(
+                "A consuming channel takes from one queue (with its priority steps); "
+                f"asked for {sorted(room.queue for room in rooms)}: one worker per queue."
+            )
+        (self.room,) = rooms
         self.sources = sorted(set(self.sources) | set(sources))
         self._renew(new=True)
         if self._thread is None:
@@ -89,13 +112,14 @@ class Lease:
     def _renew(self, new=False) -> bool:
         held = RENEW(
             self.client,
-            LEASE_KEYS,
+            lease_keys(self.room),
             [
                 self.worker_id,
                 self.milliseconds,
                 "\n".join(self.sources),
                 "new" if new else "renew",
             ],
+            clock=self.room.clock,
         )
         return bool(held)
 
@@ -103,9 +127,7 @@ class Lease:
         """Hand the messages of every expired lease back to their queues; how many."""
         restored = 0
         while True:
-            swept, moved, *workers = SWEEP(
-                self.client, (*LEASE_KEYS, keys.REDELIVERED), (SWEEP_BATCH, keys.HELD_PREFIX)
-            )
+            swept, moved, *workers = sweep(self.client, self.room)
             restored += moved
             if workers:
                 logger.warning(
@@ -131,8 +153,8 @@ class Lease:
         """Stop renewing; give the lease up now if nothing is held any more."""
         self._stop.set()
         try:
-            held = [keys.held(self.worker_id, source) for source in self.sources]
-            left = RELEASE(self.client, (*LEASE_KEYS, *held), (self.worker_id,))
+            held = [self.room.held(self.worker_id, source) for source in self.sources]
+            left = RELEASE(self.client, (*lease_keys(self.room), *held), (self.worker_id,))
         except redis.RedisError as exc:
             logger.warning("Lease %s not released (%s): it will expire", self.worker_id, exc)
             return

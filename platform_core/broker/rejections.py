@@ -17,9 +17,9 @@ logger = logging.getLogger("platform_core.rejected")
 
 
 def count_rejection(queue: str, reason: Rejection) -> None:
-    """HINCRBY ``platform:rejected`` ``<queue>:<reason>``; never raises into the consumer."""
+    """HINCRBY the queue's room's ``rejected`` ``<reason>``; never raises into the consumer."""
     try:
-        clients.shared().hincrby(keys.REJECTED, f"{queue}:{Rejection(reason)}", 1)
+        clients.shared().hincrby(keys.room(queue).rejected, str(Rejection(reason)), 1)
     except redis.RedisError as exc:
         logger.warning("could not count a rejected message: %s", exc)
 

@@ -23,8 +23,6 @@ from importlib import resources
 
 import redis
 
-from platform_core.broker import keys
-
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
 
 
@@ -52,18 +50,24 @@ class Script:
         return cls(name, _expanded(_read(name)))
 
     @cached_property
-    def keys_after(self) -> tuple[str, ...]:
-        """Keys every call passes after the caller's: the platform's clock, for a script
-        that reads it (lua/clock.lua takes it as the last key)."""
-        return (keys.CLOCK,) if _USES_CLOCK in self.source else ()
+    def uses_clock(self) -> bool:
+        """Whether the script reads a clock (lua/clock.lua takes it as the last key)."""
+        return _USES_CLOCK in self.source
+
+    def _keys(self, keys, clock) -> tuple:
+        """The caller's keys, then the clock of their room (keys.Room.clock) for a script
+        that reads one."""
+        if self.uses_clock != (clock is not None):
+            raise TypeError(f"{self.name}: clock= {'required' if self.uses_clock else 'unused'}")
+        return (*keys, clock) if self.uses_clock else tuple(keys)
 
     @cached_property
     def sha(self) -> str:
         return hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, client: redis.Redis, keys=(), args=()):
+    def __call__(self, client: redis.Redis, keys=(), args=(), clock=None):
         """EVALSHA on ``client``; loaded first if this Redis does not know it yet."""
-        keys = (*keys, *self.keys_after)
+        keys = self._keys(keys, clock)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
@@ -73,9 +77,9 @@ class Script:
     def load(self, client: redis.Redis) -> None:
         client.script_load(self.source)
 
-    def command(self, keys=(), args=()) -> tuple:
+    def command(self, keys=(), args=(), clock=None) -> tuple:
         """The EVALSHA command's arguments, for a pipeline or a raw connection."""
-        keys = (*keys, *self.keys_after)
+        keys = self._keys(keys, clock)
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 

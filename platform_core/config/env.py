@@ -3,7 +3,7 @@
 Settings are read once, typed, in platform_core.config.environment."""
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -21,6 +21,27 @@ def read_secret(name: str) -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
     return ""
+
+
+def with_credentials(url: str, username: str, password_variable: str) -> str:
+    """``url`` logging in as ``username`` with the secret ``password_variable`` names
+    (read now, from NAME or NAME_FILE); each sentinel of kombu's ``;`` form alike.
+    Unchanged when neither is set (development: a local Redis without users)."""
+    password = read_secret(password_variable)
+    if not (username or password):
+        return url
+    if not password:
+        raise ImproperlyConfigured(
+            f"The Redis user {username!r} is set but no password: set {password_variable}_FILE "
+            f"to the file holding it (systemd: LoadCredential=, see docs/operations.md)"
+        )
+    login = f"{quote(username, safe='')}:{quote(password, safe='')}@"
+    chunks = []
+    for chunk in url.split(";"):
+        parts = urlsplit(chunk)
+        host = parts.netloc.rpartition("@")[2]
+        chunks.append(urlunsplit(parts._replace(netloc=login + host)))
+    return ";".join(chunks)
 
 
 def redacted(url: str) -> str:

@@ -79,6 +79,12 @@ class Environment:
     use_celery: bool | None = variable("USE_CELERY", None, bool)
     redis_url: str = variable("REDIS_URL", "redis://127.0.0.1:6379/0")
     broker_url: str = variable("CELERY_BROKER_URL", "")  # "": REDIS_URL
+    # The Redis ACL user this process logs in as (broker.acl; its password from
+    # REDIS_PASSWORD_FILE); "": the URLs' own (development: none).
+    redis_username: str = variable("REDIS_USERNAME", "")
+    # The metrics collector in Flower's process reads as this user (read-only, broker.acl;
+    # password from PLATFORM_METRICS_REDIS_PASSWORD_FILE); "": as REDIS_USERNAME.
+    metrics_redis_username: str = variable("PLATFORM_METRICS_REDIS_USERNAME", "")
     result_backend: str = variable("CELERY_RESULT_BACKEND", "")  # "": the broker URL
     # With a sentinel:// broker URL (kombu's form, ";"-separated): the name the sentinels
     # know the primary by (their `sentinel monitor <name> …`).

@@ -147,8 +147,19 @@ OVERRIDES = (
         "kombu",
         ("kombu.transport.redis.Channel._put",),
         ("platform_core.broker.channel:Channel._put",),
-        "stamps the send time (sent_stamp) and parks a message due later than the horizon "
-        "in its delayed set instead of LPUSH (also inside kombu's publish batch).",
+        "stamps the send time (sent_stamp); an enqueue waits for the replicas "
+        "(PLATFORM_BROKER_MIN_REPLICAS) or is sent once per occurrence (ONCE_HEADER); "
+        "Redis' NOPERM (the site may not send to that queue, broker.acl) is raised as "
+        "SendNotAllowed, one line.",
+    ),
+    Override(
+        "kombu-redis-bind",
+        "kombu",
+        ("kombu.transport.redis.Channel._queue_bind", "kombu.transport.redis.Channel.get_table"),
+        ("platform_core.broker.channel:Channel._queue_bind",),
+        "a binding already in Redis is not written again, and one this process' Redis user "
+        "may not write (a producer declaring another site's queue: only its workers write "
+        "its binding, broker.acl) is kept in the channel and routed by as if recorded.",
     ),
     Override(
         "kombu-redis-purge",

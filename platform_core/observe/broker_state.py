@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import redis
 
 from platform_core.broker import clients, keys
+from platform_core.config.queues import QUEUES
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ def _sentinel_view(sentinel: clients.Sentinel, master_name: str) -> SentinelView
     return SentinelView(quorum_ok, epoch, reachable, len(sentinel.sentinels))
 
 
+def _clock_jumps(client: redis.Redis) -> int:
+    """Changes of primary whose gap a clock could not absorb, summed over every clock."""
+    clocks = [keys.Room(queue).clock for queue in QUEUES] + [keys.BEAT_CLOCK]
+    with client.pipeline(transaction=False) as pipe:
+        for clock in clocks:
+            pipe.hget(clock, "jumps")
+        return sum(int(jumps or 0) for jumps in pipe.execute())
+
+
 def read_broker_state(client: redis.Redis, sentinel: clients.Sentinel | None, master_name: str):
     info = client.info("replication")
     kwargs = client.connection_pool.connection_kwargs
@@ -86,6 +96,6 @@ def read_broker_state(client: redis.Redis, sentinel: clients.Sentinel | None, ma
     return BrokerState(
         primary=primary,
         replicas=_replicas(info),
-        clock_jumps=int(client.hget(keys.CLOCK, "jumps") or 0),
+        clock_jumps=_clock_jumps(client),
         sentinels=_sentinel_view(sentinel, master_name) if sentinel is not None else None,
     )

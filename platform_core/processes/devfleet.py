@@ -260,7 +260,8 @@ def main(spec_path: str) -> None:
     supervisor = Supervisor(spec["stop_grace_seconds"])
     print(spec["banner"], flush=True)
     for process in spec["processes"]:
-        supervisor.start(process["name"], process["command"], spec["env"])
+        env = {**spec["env"], **process.get("env", {})}  # e.g. its own Redis user
+        supervisor.start(process["name"], process["command"], env)
     sys.exit(supervisor.loop())
 
 

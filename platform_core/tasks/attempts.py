@@ -10,9 +10,10 @@ from platform_core.broker import clients, keys
 ATTEMPTS_TTL_SECONDS = 7 * 24 * 60 * 60
 
 
-def count_redelivery(task_id: str) -> int:
-    """Record one more delivery of ``task_id``; return how many deliveries there were."""
-    key = keys.attempts(task_id)
+def count_redelivery(queue: str, task_id: str) -> int:
+    """Record one more delivery of ``task_id`` from ``queue`` (in its room); return how
+    many deliveries there were."""
+    key = keys.room(queue).attempts(task_id)
     with clients.shared().pipeline() as pipe:
         # The first delivery was not counted: a redelivery is attempt 2 or later.
         pipe.set(key, 1, nx=True, ex=ATTEMPTS_TTL_SECONDS)

@@ -96,7 +96,7 @@ class SingleBeatScheduler(DatabaseScheduler):
     def _stamp_tick(self) -> None:
         # For the metrics: seconds since the active beat's last tick (Redis' clock).
         try:
-            STAMP_TIME(self._redis, (keys.BEAT_TICK,))
+            STAMP_TIME(self._redis, (keys.BEAT_TICK,), clock=keys.BEAT_CLOCK)
         except redis.RedisError as exc:
             logger.warning("beat %s could not stamp its tick: %s", self._identity, exc)
 

@@ -39,7 +39,7 @@ class PlatformTask(DjangoTask):
         return super().__call__(*args, **kwargs)
 
     def _refuse_if_poison(self) -> None:
-        attempts = count_redelivery(self.request.id)
+        attempts = count_redelivery(self.app.conf.task_default_queue, self.request.id)
         limit = settings.PLATFORM_MAX_ATTEMPTS
         if attempts > limit:
             logger.error(

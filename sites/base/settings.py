@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from platform_core.config import timeouts
+from platform_core.config.env import with_credentials
 from platform_core.config.environment import CHECKOUT, environment
 
 ENV = environment()
@@ -112,7 +113,9 @@ LOGGING = {
 # broker needed. On: everything goes through Redis. Development default: off.
 USE_CELERY = ENV.celery_on
 
-REDIS_URL = ENV.redis_url
+# Each process logs in as its own Redis ACL user (broker.acl): REDIS_USERNAME, with the
+# password read from REDIS_PASSWORD_FILE into these URLs here (never argv, env or logs).
+REDIS_URL = with_credentials(ENV.redis_url, ENV.redis_username, "REDIS_PASSWORD")
 # A broker with replicas (docs/operations.md, "Growing the broker"): the URL lists the
 # sentinels (sentinel://:pw@host:26379;sentinel://…), which name the primary known as
 # PLATFORM_BROKER_MASTER_NAME; an enqueue returns once PLATFORM_BROKER_MIN_REPLICAS
@@ -156,9 +159,15 @@ PLATFORM_TASK_EVENTS_OFF = list(ENV.task_events_off)
 # Per-queue values (queue, time limits, prefetch) are set by
 # platform_core.tasks.celery_factory from platform_core.config.queues, not here.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-url
-CELERY_BROKER_URL = ENV.broker
+CELERY_BROKER_URL = with_credentials(ENV.broker, ENV.redis_username, "REDIS_PASSWORD")
+# The metrics collector (in Flower's process) reads as the read-only metrics user.
+PLATFORM_METRICS_BROKER_URL = (
+    with_credentials(ENV.broker, ENV.metrics_redis_username, "PLATFORM_METRICS_REDIS_PASSWORD")
+    if ENV.metrics_redis_username
+    else CELERY_BROKER_URL
+)
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-backend
-CELERY_RESULT_BACKEND = ENV.results
+CELERY_RESULT_BACKEND = with_credentials(ENV.results, ENV.redis_username, "REDIS_PASSWORD")
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 60 * 60
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-extended

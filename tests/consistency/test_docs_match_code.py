@@ -22,6 +22,9 @@ SECRETS = {  # read when used, never kept (config.env.read_secret)
     "FLOWER_BASIC_AUTH_FILE",
     "PLATFORM_METRICS_AUTH",
     "PLATFORM_METRICS_AUTH_FILE",
+    "REDIS_PASSWORD",
+    "REDIS_PASSWORD_FILE",
+    "PLATFORM_METRICS_REDIS_PASSWORD_FILE",
 }
 # Which Django settings module a process runs under: chosen before any settings exist.
 BEFORE_SETTINGS = {"DJANGO_SETTINGS_MODULE"}
@@ -35,6 +38,8 @@ IN_WORDS = {
     "PLATFORM_VAR_DIR",
     "PLATFORM_TASK_EVENTS_OFF",
     "PLATFORM_DRILLS",
+    "REDIS_USERNAME",
+    "PLATFORM_METRICS_REDIS_USERNAME",
 }
 # Defaults derived from another setting: the documented value names where it comes from.
 DERIVED = {

@@ -47,7 +47,7 @@ CASES = {
 def test_bad_message_is_rejected_and_the_next_good_task_runs(workers, redis_url, queue, case):
     body, content_type, task, expected_log, reason = CASES[case]
     counter = redis.Redis.from_url(redis_url)
-    before = int(counter.hget(keys.REJECTED, f"{queue}:{reason}") or 0)
+    before = int(counter.hget(keys.Room(queue).rejected, reason) or 0)
 
     bad_id = raw_messages.push(redis_url, queue, body, content_type, task.format(queue=queue))
     good_id = raw_messages.push(
@@ -68,7 +68,7 @@ def test_bad_message_is_rejected_and_the_next_good_task_runs(workers, redis_url,
         "the rejection log line",
     )
     assert expected_log.format(queue=queue) in line
-    assert int(counter.hget(keys.REJECTED, f"{queue}:{reason}") or 0) == before + 1
+    assert int(counter.hget(keys.Room(queue).rejected, reason) or 0) == before + 1
     assert worker.alive()
     # Celery's multi-line dumps and tracebacks are not printed for these.
     assert "Traceback" not in worker.log()

@@ -13,12 +13,14 @@ import redis
 
 from harness.processes import RedisServer, free_port, wait_for
 from platform_core.broker import keys
-from platform_core.broker.leases import LEASE_KEYS
-from platform_core.broker.scripts import PROMOTE, RENEW, SWEEP
+from platform_core.broker.leases import lease_keys, sweep
+from platform_core.broker.scripts import PROMOTE, RENEW
 
 LEASE_MS = 15_000
 DUE_IN_MS = 6_000
 QUEUE = "cert"
+ROOM = keys.Room(QUEUE)
+LEASE_KEYS = lease_keys(ROOM)
 
 
 def host_time_ms(client) -> int:
@@ -58,15 +60,15 @@ def fail_over(primary, replica) -> redis.Redis:
 
 
 def renew(client, worker="w1"):
-    return RENEW(client, LEASE_KEYS, (worker, LEASE_MS, QUEUE, "new"))
+    return RENEW(client, LEASE_KEYS, (worker, LEASE_MS, QUEUE, "new"), clock=ROOM.clock)
 
 
-def sweep(client):
-    return SWEEP(client, (*LEASE_KEYS, keys.REDELIVERED), (20, keys.HELD_PREFIX))
+def sweep_room(client):
+    return sweep(client, ROOM)
 
 
 def promote(client):
-    return PROMOTE(client, (keys.delayed(QUEUE), QUEUE), (500,))
+    return PROMOTE(client, (keys.delayed(QUEUE), QUEUE), (500,), clock=ROOM.clock)
 
 
 @pytest.mark.parametrize("skew", [20, -20], ids=["replica ahead 20 s", "replica behind 20 s"])
@@ -85,18 +87,18 @@ def test_a_skewed_new_primary_expires_no_lease_and_moves_nothing_early(primary_a
     new = fail_over(primary, replica)
     # Read with the new host's own clock, the lease would look expired (ahead) — so the
     # test can fail: without the platform's clock the sweep below would take it.
-    lease_expiry = new.zscore(keys.LEASES, "w1")
+    lease_expiry = new.zscore(ROOM.leases, "w1")
     if skew > 0:
         assert host_time_ms(new) > lease_expiry
 
-    assert sweep(new)[0] == 0, "a lease expired because the new primary's clock differs"
+    assert sweep_room(new)[0] == 0, "a lease expired because the new primary's clock differs"
     # The outage between the old primary's last reading and the new one's first is
     # absorbed with the skew (the platform's clock pauses through a failover).
     outage_ms = (time.monotonic() - parked_at) * 1000
     moved, next_due_ms = promote(new)
     assert moved == 0
     assert next_due_ms > 0
-    clock = new.hgetall(keys.CLOCK)
+    clock = new.hgetall(ROOM.clock)
     # The skew and the outage, absorbed (1 s: the hosts' own clocks read apart).
     assert -skew * 1000 - outage_ms - 1000 < int(clock[b"offset"]) < -skew * 1000 + 1000
     assert b"jumps" not in clock
@@ -116,7 +118,7 @@ def test_a_jump_beyond_the_bound_is_counted_and_kept(primary_and_replica):
     renew(primary.client())
     new = fail_over(primary, replica)
     renew(new)
-    clock = new.hgetall(keys.CLOCK)
+    clock = new.hgetall(ROOM.clock)
     assert int(clock[b"jumps"]) == 1  # taken as elapsed time, and said so
     assert abs(int(clock[b"offset"])) < 2000
 
@@ -130,6 +132,6 @@ def test_a_primary_restarted_on_its_own_host_keeps_real_time(primary_and_replica
     time.sleep(2)
     primary.start()
     renew(primary.client())
-    clock = primary.client().hgetall(keys.CLOCK)
+    clock = primary.client().hgetall(ROOM.clock)
     assert int(clock[b"offset"]) == 0
     assert b"jumps" not in clock

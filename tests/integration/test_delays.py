@@ -1,7 +1,7 @@
-"""Delays of any length (platform_core.broker.delays) through the platform's own producer:
-an hour's countdown, tomorrow's ETA and a retry an hour later wait in the queue's
-delayed set with their due times; a delay beyond the sanity limit is refused, naming
-the limit, and nothing is sent."""
+"""Delays of any length (platform_core.broker.delays): an hour's countdown, tomorrow's ETA
+and a retry an hour later are parked by the worker they reach in the queue's delayed set
+with their due times (no worker holds them meanwhile); a delay beyond the sanity limit
+is refused, naming the limit, and nothing is sent."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -38,17 +38,24 @@ def redis_now_ms(server) -> int:
     return seconds * 1000 + micros // 1000
 
 
-def test_an_hour_and_tomorrow_wait_in_the_delayed_set(server, client_app):
+def test_an_hour_and_tomorrow_wait_in_the_delayed_set(server, client_app, workers):
     from celery_tasks.cert.drills import record
 
     tomorrow = datetime.now(UTC) + timedelta(days=1)
+    now = redis_now_ms(server)
     in_an_hour = record.apply_async(("delay-test", 0), countdown=3600)
     at_tomorrow = record.apply_async(("delay-test", 0), eta=tomorrow)
-    now = redis_now_ms(server)
+    wait_for(lambda: len(due_times(server)) == 2, 30, "the cert worker to park both")
     due = due_times(server)
     assert abs(due[in_an_hour.id] - (now + HOUR_MS)) < 5_000
     assert abs(due[at_tomorrow.id] - (now + 24 * HOUR_MS)) < 5_000
-    assert server.llen("cert") == 0  # no worker holds them meanwhile
+    held = b"".join(
+        item
+        for key in server.keys(f"{keys.Room('cert').held_prefix}*")
+        for item in server.lrange(key, 0, -1)
+    )
+    assert in_an_hour.id.encode() not in held  # no worker holds them meanwhile
+    assert at_tomorrow.id.encode() not in held
 
 
 def test_a_delay_beyond_the_limit_is_refused_and_nothing_is_sent(server, client_app, settings):

@@ -72,7 +72,7 @@ def test_a_production_worker_refuses_a_drill_and_runs_the_next_task(
         with pytest.raises(Exception, match=RECORD) as failed:
             refused.get(timeout=10)
         assert type(failed.value).__name__ == "NotRegistered"
-        assert broker.hget(keys.REJECTED, "cert:drills-off") == b"1"
+        assert broker.hget(keys.Room("cert").rejected, "drills-off") == b"1"
 
         answer = client.send_task("celery_tasks.cert.probe.whoami", queue="cert").get(timeout=30)
         assert answer["worker"].startswith("nodrills@")

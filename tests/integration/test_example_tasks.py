@@ -10,6 +10,7 @@ import redis
 from django.db import transaction
 
 from harness.processes import wait_for
+from platform_core.broker import keys
 from records.models import ApiKey, Certificate, Partner, Report, Submission
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,7 +103,8 @@ def test_long_report_writes_its_file_and_reports_progress(workers, redis_url):
     # While it runs, its message is held under the long-running worker's lease.
     broker = redis.Redis.from_url(redis_url)
     held = {
-        key.decode(): b"".join(broker.lrange(key, 0, -1)) for key in broker.keys("platform:held:*")
+        key.decode(): b"".join(broker.lrange(key, 0, -1))
+        for key in broker.keys(f"{keys.QUEUE_PREFIX}*:held:*")
     }
     holding = [key for key, items in held.items() if result.id.encode() in items]
     assert len(holding) == 1

@@ -13,27 +13,31 @@ from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
 from platform_core.broker import keys
-from platform_core.broker.leases import Lease
+from platform_core.broker.leases import Lease, lease_keys
 from platform_core.broker.scripts import FETCH, RENEW, RESTORE, SWEEP
 
-QUEUES = ("script_test", "script_test_low")
-# The scripts take their lease keys as arguments: the test uses its own, because the
-# session's workers sweep platform:leases and would take the test's expired lease first.
-LEASES, LEASE_SOURCES, LEASE_RENEWED = "test:leases", "test:lease_sources", "test:lease_renewed"
-REDELIVERED = "test:redelivered"
-LEASE_KEYS = (LEASES, LEASE_SOURCES, LEASE_RENEWED)
+# A queue of the test's own (its room is nobody else's: the session's workers sweep
+# theirs) and its lowest priority step's list.
+ROOM = keys.Room("script_test")
+LOW = f"script_test{keys.PRIORITY_SEPARATOR}9"
+QUEUES = ("script_test", LOW)
+LEASE_KEYS = lease_keys(ROOM)
+LEASES, LEASE_SOURCES, LEASE_RENEWED = LEASE_KEYS
+REDELIVERED = ROOM.redelivered
 
 
 @pytest.fixture
 def server(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
-    held = [key for queue in QUEUES for key in client.keys(keys.held("*", queue))]
-    client.delete(*LEASE_KEYS, REDELIVERED, *QUEUES, *held)
+    held = client.keys(f"{ROOM.prefix}*")
+    client.delete(*QUEUES, *held)
 
 
 def take(server, worker, milliseconds=60_000, sources=QUEUES):
-    return RENEW(server, LEASE_KEYS, (worker, milliseconds, "\n".join(sources), "new"))
+    return RENEW(
+        server, LEASE_KEYS, (worker, milliseconds, "\n".join(sources), "new"), clock=ROOM.clock
+    )
 
 
 def fetch(server, worker, queues, count, acks=(), record=None):
@@ -43,20 +47,30 @@ def fetch(server, worker, queues, count, acks=(), record=None):
         server,
         (LEASES, *pairs, *(held for held, _ in acks)),
         (worker, count, record, *(item for _, item in acks)),
+        clock=ROOM.clock,
     )
     return [tuple(reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
 
 def sweep(server):
-    swept, restored, *workers = SWEEP(server, (*LEASE_KEYS, REDELIVERED), (20, keys.HELD_PREFIX))
+    swept, restored, *workers = SWEEP(
+        server, (*LEASE_KEYS, REDELIVERED), (20, ROOM.held_prefix), clock=ROOM.clock
+    )
     return swept, restored, [worker.decode() for worker in workers]
 
 
 def publish(redis_url, queue, body):
+    """Publish with kombu onto ``queue``, or onto LOW: script_test at priority 9."""
+    priority = 9 if queue == LOW else 0
+    queue = keys.queue_of(queue)
     with Connection(redis_url) as connection:
         exchange = Exchange(queue, type="direct")
         connection.Producer().publish(
-            body, exchange=exchange, routing_key=queue, declare=[Queue(queue, exchange, queue)]
+            body,
+            exchange=exchange,
+            routing_key=queue,
+            priority=priority,
+            declare=[Queue(queue, exchange, queue)],
         )
 
 
@@ -83,9 +97,9 @@ def test_acks_remove_exactly_their_message_and_count_bounds_the_fetch(server, re
 
 def test_queues_are_read_in_the_order_given(server):
     take(server, "w1")
-    server.lpush("script_test_low", "low")
+    server.lpush(LOW, "low")
     server.lpush("script_test", "high")
-    fetched = fetch(server, "w1", ["script_test", "script_test_low"], 1)
+    fetched = fetch(server, "w1", ["script_test", LOW], 1)
     assert [item for _, item, _ in fetched] == [b"high"]
 
 
@@ -94,14 +108,14 @@ def test_deliveries_of_a_no_ack_queue_are_not_held(server, redis_url):
     would never be removed and would be handed out again and again."""
     take(server, "w1")
     publish(redis_url, "script_test", {"n": 1})
-    publish(redis_url, "script_test_low", {"n": 2})
-    fetched = fetch(server, "w1", ["script_test", "script_test_low"], 5, record="01")
+    publish(redis_url, LOW, {"n": 2})
+    fetched = fetch(server, "w1", ["script_test", LOW], 5, record="01")
     assert [(key, recorded) for key, _, recorded in fetched] == [
         (b"script_test", 0),
-        (b"script_test_low", 1),
+        (LOW.encode(), 1),
     ]
     assert server.llen(keys.held("w1", "script_test")) == 0
-    assert server.llen(keys.held("w1", "script_test_low")) == 1
+    assert server.llen(keys.held("w1", LOW)) == 1
 
 
 def test_a_worker_without_a_lease_fetches_nothing(server, redis_url):
@@ -153,7 +167,7 @@ def test_a_renewal_after_a_sweep_says_the_lease_was_lost(server):
     take(server, "late", milliseconds=100)
     time.sleep(0.2)
     sweep(server)
-    renewed = RENEW(server, LEASE_KEYS, ("late", 1000, "script_test", "renew"))
+    renewed = RENEW(server, LEASE_KEYS, ("late", 1000, "script_test", "renew"), clock=ROOM.clock)
     assert renewed == 0
 
 
@@ -163,9 +177,9 @@ def test_the_lease_thread_renews_while_the_caller_is_busy(server):
     lease.take(["script_test"])
     time.sleep(2)
     sweep(server)
-    assert server.zscore(keys.LEASES, lease.worker_id) is not None
+    assert server.zscore(LEASES, lease.worker_id) is not None
     lease.release()
-    assert server.zscore(keys.LEASES, lease.worker_id) is None
+    assert server.zscore(LEASES, lease.worker_id) is None
 
 
 def test_the_mark_keeps_empty_arrays_and_objects_as_they_were(server):

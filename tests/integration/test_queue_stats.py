@@ -12,7 +12,8 @@ from platform_core.broker import keys
 from platform_core.broker.scripts import STAMP_TIME
 from platform_core.broker.sent_stamp import SENT_HEADER
 from platform_core.broker.transport import priority_keys
-from platform_core.observe.queue_stats import OTHER, read_snapshot
+from platform_core.observe import queue_stats
+from platform_core.observe.queue_stats import read_snapshot
 
 QUEUES = ("stats_a", "stats_b")
 
@@ -30,10 +31,8 @@ def client(redis_url):
     client = redis.Redis.from_url(redis_url)
     yield client
     lists = [key for queue in QUEUES for key in priority_keys(queue).values()]
-    client.delete(*lists, *(keys.delayed(key) for key in lists))
-    client.hdel(keys.FIRST_SEEN, *lists)
-    client.hdel(keys.REJECTED, "stats_a:bad-body", "nowhere:bad-body")
-    client.hdel(keys.REDELIVERED, "stats_b")
+    rooms = [key for queue in QUEUES for key in client.keys(f"{keys.Room(queue).prefix}*")]
+    client.delete(*lists, *rooms)
 
 
 def redis_now_ms(client) -> int:
@@ -78,10 +77,10 @@ def test_a_plain_clients_message_is_aged_from_when_it_was_first_seen(client):
     client.rpop("stats_b")
     client.lpush("stats_b", envelope("plain-2"))
     assert read_snapshot(client, QUEUES).queues["stats_b"].oldest_age < 0.5
-    # An empty queue forgets its record.
+    # An empty queue forgets its record (kept in the reader's memory: it writes nothing).
     client.rpop("stats_b")
     read_snapshot(client, QUEUES)
-    assert not client.hexists(keys.FIRST_SEEN, "stats_b")
+    assert "stats_b" not in queue_stats._first_seen
 
 
 def test_delayed_sets_and_the_next_due_time(client):
@@ -94,19 +93,19 @@ def test_delayed_sets_and_the_next_due_time(client):
     assert read_snapshot(client, QUEUES).queues["stats_b"].next_due_in is None
 
 
-def test_counters_land_on_their_queue_and_foreign_names_on_one_series(client):
-    client.hincrby(keys.REJECTED, "stats_a:bad-body", 2)
-    client.hincrby(keys.REJECTED, "nowhere:bad-body", 1)
-    client.hincrby(keys.REDELIVERED, "stats_b", 4)
+def test_counters_land_on_their_queue(client):
+    client.hincrby(keys.Room("stats_a").rejected, "bad-body", 2)
+    client.hincrby(keys.Room("stats_b").redelivered, priority_keys("stats_b")[3], 4)
+    client.hincrby(keys.Room("stats_b").redelivered, "stats_b", 1)
     snapshot = read_snapshot(client, QUEUES)
     assert snapshot.queues["stats_a"].rejected == {"bad-body": 2}
-    assert snapshot.queues[OTHER].rejected["bad-body"] >= 1
-    assert snapshot.queues["stats_b"].redelivered == 4
+    assert snapshot.queues["stats_b"].rejected == {}
+    assert snapshot.queues["stats_b"].redelivered == 5
 
 
 def test_the_beat_leader_and_its_last_tick(client):
     client.set(keys.BEAT_LEADER, "beat-host:42", px=5000)
-    STAMP_TIME(client, (keys.BEAT_TICK,))
+    STAMP_TIME(client, (keys.BEAT_TICK,), clock=keys.BEAT_CLOCK)
     time.sleep(0.3)
     beat = read_snapshot(client, QUEUES).beat
     assert beat.leader == "beat-host:42"
@@ -126,10 +125,10 @@ def test_a_snapshot_costs_a_few_round_trips_whatever_the_queues_hold(redis_url, 
     CountingConnection.sends = 0
     snapshot = read_snapshot(counting, QUEUES)
     assert snapshot.queues["stats_a"].depth == 5000
-    # The reads, and the first sighting of the head written back; no worker takes from
-    # these queues, so there are no held lists to read (the session's workers hold leases
-    # on the platform's queues: their lists are not this snapshot's business).
-    assert CountingConnection.sends == snapshot.round_trips == 2
+    # The reads only; no worker takes from these queues, so there are no held lists to
+    # read (the session's workers hold leases in the platform's queues' rooms: their
+    # lists are not this snapshot's business).
+    assert CountingConnection.sends == snapshot.round_trips == 1
     CountingConnection.sends = 0
     snapshot = read_snapshot(counting)  # the platform's five queues and its workers
     assert CountingConnection.sends == snapshot.round_trips <= 10

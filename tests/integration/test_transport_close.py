@@ -7,6 +7,7 @@ import logging
 import pytest
 from kombu import Connection
 
+from platform_core.broker import keys
 from platform_core.broker.qos import HAND_BACK, Held
 from platform_core.broker.transport import Transport
 
@@ -17,7 +18,7 @@ def test_closing_with_a_reserved_message_after_the_connection_is_gone(redis_url,
     connection = Connection(redis_url, transport=Transport)
     channel = connection.channel()
     raw = b'{"body": "", "properties": {"delivery_tag": "t1"}}'
-    channel_held = Held("platform:held:test:cert", "cert", raw)
+    channel_held = Held(keys.held("test", "cert"), "cert", raw)
     channel.qos.held["t1"] = channel_held
     channel.qos._delivered["t1"] = object()
     # The state the crash showed: the transport's client already cleared by the

@@ -14,7 +14,8 @@ from celery import Celery
 
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from harness.sentinel import MASTER_NAME, BrokerGroup
-from platform_core.config.queues import WORKER_COMMANDS
+from platform_core.broker import keys
+from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 
 SHORT_LIMITS_ENV = {"PLATFORM_SITE_TASK_TIME_LIMIT": "5", "PLATFORM_LONG_TASK_TIME_LIMIT": "120"}
 
@@ -172,3 +173,17 @@ def record_figure(request):
                 handle.write(line + "\n")
 
     return record
+
+
+# Every queue's held lists (keys.Room.held), for counting what is in flight anywhere.
+HELD_LISTS = f"{keys.QUEUE_PREFIX}*:held:*"
+
+
+def rejected_counts(broker) -> dict[str, int]:
+    """``<queue>:<reason>`` -> messages refused, over every queue's room."""
+    client = broker.client()
+    return {
+        f"{queue}:{reason.decode()}": int(count)
+        for queue in QUEUES
+        for reason, count in client.hgetall(keys.Room(queue).rejected).items()
+    }

@@ -8,13 +8,13 @@ import signal
 import time
 
 from harness.processes import wait_for
-from tests.reliability.conftest import drill_executions, new_token, send
+from tests.reliability.conftest import HELD_LISTS, drill_executions, new_token, send
 
 
 def unacked_entries(broker) -> tuple[int, int]:
     """(messages held under any worker's lease, entries in kombu's old unacked index)."""
     client = broker.client()
-    held = sum(client.llen(key) for key in client.scan_iter("platform:held:*"))
+    held = sum(client.llen(key) for key in client.scan_iter(HELD_LISTS))
     return held, client.hlen("unacked")
 
 

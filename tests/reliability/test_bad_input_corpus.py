@@ -9,6 +9,7 @@ import pytest
 from harness.processes import wait_for
 from platform_core.config.queues import QUEUES
 from tests.integration import raw_messages
+from tests.reliability.conftest import rejected_counts
 
 GOOD_PER_QUEUE = 10
 
@@ -108,11 +109,7 @@ def test_hostile_corpus_at_every_queue_while_good_tasks_flow(
     answers = [result.get(timeout=60) for result in good]
     assert len(answers) == GOOD_PER_QUEUE * len(QUEUES)
 
-    def counted():
-        raw = broker.client().hgetall("platform:rejected")
-        return {key.decode(): int(value) for key, value in raw.items()}
-
-    wait_for(lambda: counted() == expected, 30, "every bad message to be counted")
+    wait_for(lambda: rejected_counts(broker) == expected, 30, "every bad message to be counted")
     for queue, worker in five_workers.items():
         assert worker.alive(), queue
     record_figure(

@@ -25,7 +25,13 @@ from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker import keys
 from platform_core.config.queues import QUEUES, WORKER_COMMANDS
 from platform_core.tasks.registry import platform_apps
-from tests.reliability.conftest import FIGURES_FILE, SHORT_LIMITS_ENV, drill_executions
+from tests.reliability.conftest import (
+    FIGURES_FILE,
+    HELD_LISTS,
+    SHORT_LIMITS_ENV,
+    drill_executions,
+    rejected_counts,
+)
 from tests.strategies.envelopes import Item, good_envelope, mutated_items
 
 RUNNING_TASK_QUEUES = ("cert", "long_running")  # the queues with a drills.record task
@@ -121,11 +127,6 @@ def worker_connections(broker, workers) -> set[int]:
     }
 
 
-def rejected_counts(broker) -> dict[str, int]:
-    raw = broker.client().hgetall(keys.REJECTED)
-    return {key.decode(): int(value) for key, value in raw.items()}
-
-
 def rejection_lines(workers) -> int:
     return sum(worker.log().count("Rejected message (") for worker in workers.values())
 
@@ -141,7 +142,7 @@ def push(broker, item: Item) -> None:
 
 def held_anywhere(broker) -> int:
     client = broker.client()
-    return sum(client.llen(key) for key in client.scan_iter("platform:held:*"))
+    return sum(client.llen(key) for key in client.scan_iter(HELD_LISTS))
 
 
 def drained(broker) -> bool:
@@ -281,5 +282,6 @@ def test_control_replies_and_a_warm_shutdown_leave_every_index_empty(fleet):
     client = broker.client()
     assert [client.exists(index) for index in INDEXES] == [0] * len(INDEXES)
     assert held_anywhere(broker) == 0
-    assert client.zcard("platform:leases") == 0  # every lease given up at the stop
+    # Every lease given up at the stop.
+    assert [client.zcard(keys.Room(queue).leases) for queue in QUEUES] == [0] * len(QUEUES)
     plain.close()

@@ -5,6 +5,7 @@ import signal
 import time
 
 from harness.processes import wait_for
+from platform_core.broker import keys
 from tests.reliability.conftest import (
     drill_executions,
     drill_started_at,
@@ -89,7 +90,7 @@ def test_task_that_kills_its_worker_every_time_is_failed_after_three_attempts(
     assert "TooManyAttempts" in repr(poison.result) or "gave up" in str(poison.result)
     assert worker.log().count("celery_tasks.cert.drills.kill_worker") >= 4  # 3 tries + refusal
     assert "Gave up on celery_tasks.cert.drills.kill_worker" in worker.log()
-    assert int(broker.client().hget("platform:rejected", "cert:too-many-attempts")) == 1
+    assert int(broker.client().hget(keys.Room("cert").rejected, "too-many-attempts")) == 1
     # The worker lives on and serves the next task.
     token = new_token()
     good = send(client, "cert", "drills.record", token, 0)

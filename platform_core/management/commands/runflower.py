@@ -78,8 +78,9 @@ class Command(BaseCommand):
         # Flower runs in this process: its /metrics and the metrics port both serve
         # the default registry, where the platform's collector joins Flower's own.
         flower_fence.require_credentials_for_metrics()
+        url = settings.PLATFORM_METRICS_BROKER_URL  # the read-only metrics user's
         metrics.register(
-            clients.connect(), clients.sentinels(), settings.PLATFORM_BROKER_MASTER_NAME
+            clients.connect(url), clients.sentinels(url), settings.PLATFORM_BROKER_MASTER_NAME
         )
         if not credentials:
             logger.warning(

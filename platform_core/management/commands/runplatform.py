@@ -13,7 +13,7 @@ import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.broker import clients
+from platform_core.broker import acl, clients
 from platform_core.config.env import redacted
 from platform_core.config.environment import DEFAULTS, environment
 from platform_core.config.queues import (
@@ -22,6 +22,7 @@ from platform_core.config.queues import (
     SITES,
     WORKER_COMMANDS,
 )
+from platform_core.processes import dev_users
 from platform_core.processes.launcher import require_celery_on
 
 DEV_CONCURRENCY = 1
@@ -60,6 +61,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
         parser.add_argument("--flower-port", type=int, default=DEFAULTS.flower_port)
+        parser.add_argument(
+            "--acl",
+            action="store_true",
+            help="start redis-server with the platform's ACL users (broker.acl) and run each "
+            "process as its own user, as deployed hosts do: see the same refusals",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -102,26 +109,41 @@ class Command(BaseCommand):
         """Redis (if none runs) as a shell command; the rest as management commands,
         forked from the dev fleet's preloaded parent (platform_core.processes.devfleet)."""
         processes = []
-        redis_cmd = self._redis_command(Path(settings.VAR_DIR))
+        var = Path(settings.VAR_DIR)
+        users = dev_users.prepare(var) if options["acl"] else None
+        redis_cmd = self._redis_command(var, users)
         if redis_cmd:
             processes.append({"name": "redis", "command": redis_cmd})
         common = ["--broker-wait", "30"] + (["--reload"] if options["reload"] else [])
         for queue, command in WORKER_COMMANDS.items():
             concurrency = 1 if queue == LONG_RUNNING else options["concurrency"]
             argv = [command, "-c", str(concurrency), *common]
-            if queue == BEAT_HOST:
+            if queue == BEAT_HOST and not users:
                 # Beat forked from this worker (Celery's -B): it shares the worker's
                 # memory (~25 MB less than a process of its own); same scheduler class,
                 # same leader lock as a deployed beat.
                 argv.append("--beat")
-            processes.append({"name": queue, "command": argv})
+            processes.append({"name": queue, "command": argv, "user": acl.worker_user(queue)})
+        if users:  # beat logs in as beat: a process of its own, as deployed
+            processes.append({"name": "beat", "command": ["runbeat", *common], "user": acl.BEAT})
         flower = ["runflower", "--port", str(options["flower_port"]), "--broker-wait", "30"]
-        processes.append({"name": "flower", "command": flower})
+        processes.append({"name": "flower", "command": flower, "user": acl.FLOWER})
+        for process in processes:
+            user = process.pop("user", None)
+            if users and user:
+                process["env"] = users.env(user)
+                if user == acl.FLOWER:
+                    process["env"].update(users.env(acl.METRICS, "PLATFORM_METRICS_"))
         return processes
 
-    def _redis_command(self, var: Path) -> str | None:
+    def _redis_command(self, var: Path, users: "dev_users.DevUsers | None") -> str | None:
         url = settings.CELERY_BROKER_URL
         if _redis_reachable(url):
+            if users:
+                raise CommandError(
+                    f"A Redis already answers at {redacted(url)}; --acl starts its own with "
+                    "the platform's users: stop that one, or set REDIS_URL to a free port."
+                )
             return None
         parts = urlsplit(url)
         if parts.hostname not in ("127.0.0.1", "localhost"):
@@ -134,6 +156,7 @@ class Command(BaseCommand):
         return (
             f"redis-server --port {parts.port or 6379} --bind 127.0.0.1 --dir {data} "
             "--appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save ''"
+            + (f" --aclfile {users.aclfile}" if users else "")
         )
 
     def _flower_credentials(self, var: Path) -> Path:
