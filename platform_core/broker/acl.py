@@ -128,10 +128,11 @@ def _pushes_to(queues: Iterable[str]) -> str:
 
 
 def _events_and_control(db: int) -> tuple[str, ...]:
-    """Rules every Celery process needs: publish task events and take part in control."""
+    """Rules every Celery process needs: publish task events, hear the control broadcast
+    and answer it. Only Flower may broadcast (rules() adds it): a worker's credentials
+    cannot shut down or revoke on other sites' workers."""
     return (
         f"&{_channel(db, EVENT_EXCHANGE)}/*",  # PUBLISH only: no +subscribe at top level
-        f"&{_channel(db, CONTROL_EXCHANGE)}",
         f"%R~{BINDINGS}*",  # a producer looks up an exchange's queues
         # kombu's expiry of the control and event queues' binding tables (shared).
         "~_kombu.binding_deadlines",
@@ -189,7 +190,10 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
             "+srem",
             "+zadd",
             "+zrem",
+            "+brpop",  # its control replies
+            "+set",
             *_events_and_control(db),
+            f"&{_channel(db, CONTROL_EXCHANGE)}",  # it broadcasts (inspect, revoke, …)
             _selector(f"&{_channel(db, EVENT_EXCHANGE)}/*", "-@all", "+psubscribe"),
             _selector(*lengths, "-@all", "+llen"),
         )
@@ -209,6 +213,7 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
         *queue_lists(queue),
         f"~{keys.Room(queue).prefix}*",
         f"~{BINDINGS}{queue}",  # its queue's binding, declared at start
+        f"~_kombu.binding_permanent.{queue}",
         *queue_lists(f"{queue}@*.{CONTROL_EXCHANGE}"),  # its workers' control queues
         *_results(),
         *_events_and_control(db),

@@ -56,6 +56,13 @@ class QoS(kombu_redis.QoS):
         self.held: dict[str, Held] = {}  # delivery tag -> its record
         self.pending_acks: deque[Held] = deque()  # acknowledged, not yet removed
 
+    # fence: kombu-legacy-unacked-index
+    def restore_visible(self, *args, **kwargs):
+        # Only a worker consuming its queue sweeps kombu's old unacked index: a process
+        # that only asks (Flower, inspect) may not touch any site's messages (broker.acl).
+        if self.channel._lease is not None:
+            super().restore_visible(*args, **kwargs)
+
     def append(self, message, delivery_tag):
         if delivery_tag in self.held:  # recorded under this worker by the fetch
             virtual.QoS.append(self, message, delivery_tag)

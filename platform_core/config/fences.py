@@ -138,9 +138,13 @@ OVERRIDES = (
             "kombu.transport.redis.Channel.unacked_restore_interval",
             "kombu.transport.redis.QoS.restore_visible",
         ),
-        ("platform_core.config.queues:QueuePolicy.transport_options",),
+        (
+            "platform_core.config.queues:QueuePolicy.transport_options",
+            "platform_core.broker.qos:QoS.restore_visible",
+        ),
         "the upgrade path: kombu's own restore still sweeps its unacked index (the keys "
-        "and window versions before leases used), so messages left there go back once.",
+        "and window versions before leases used), so messages left there go back once; "
+        "only in a worker consuming its queue (Flower may not touch messages).",
     ),
     Override(
         "kombu-redis-publish",

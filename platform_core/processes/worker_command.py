@@ -60,6 +60,10 @@ class WorkerCommand(BaseCommand):
             options["hostname"] or f"{self.queue}@%h",
             "--loglevel",
             options["loglevel"],
+            # No start-up broadcast to every worker of every site (mingle: ~1 s at each
+            # start and reconnect, and a worker's Redis user may not broadcast: only
+            # Flower commands the workers, broker.acl).
+            "--without-mingle",
         )
         if options["concurrency"]:
             argv += ["--concurrency", str(options["concurrency"])]

@@ -122,6 +122,9 @@ def test_a_site_cannot_read_take_or_delete_another_sites_work(acl_redis, passwor
         "CONFIG GET": lambda: api.config_get("requirepass"),
         "MONITOR": lambda: api.execute_command("MONITOR"),
         "ACL LIST": lambda: api.acl_list(),
+        "broadcast a control command (shutdown)": lambda: api.publish(
+            f"/{DB}.celery.pidbox", b"{}"
+        ),
         "SADD a binding onto cert's exchange": lambda: api.sadd(
             "_kombu.binding.cert", "cert\x06\x16\x06\x16api"
         ),
@@ -180,6 +183,7 @@ def test_a_producer_outside_the_allow_list_gets_one_clear_line(acl_redis, passwo
 def test_beat_may_push_to_every_queue_and_read_none(acl_redis, passwords, cert_state):
     beat = login(acl_redis, passwords, acl.BEAT)
     assert beat.lpush("pqs", b"{}") == 1
+    assert refused(lambda: beat.publish(f"/{DB}.celery.pidbox", b"{}"))
     assert refused(lambda: beat.lrange("pqs", 0, -1))
     assert refused(lambda: beat.rpop("cert"))
     assert refused(lambda: beat.delete("pqs"))
@@ -244,9 +248,12 @@ def test_the_api_worker_runs_its_tasks_as_its_own_user(
         later = app.send_task("celery_tasks.api.probe.whoami", queue="api", countdown=3)
         assert now.get(timeout=30)["queue"] == "api"
         assert later.get(timeout=30)["queue"] == "api"
-        replies = app.control.inspect(timeout=2).ping() or {}
-        assert any(name.startswith("api@") for name in replies)
         app.close()
+        # Only Flower commands workers: it asks, the api worker answers (as worker-api).
+        flower = Celery("flower", broker=url(acl_redis, "flower", passwords["flower"]))
+        replies = flower.control.inspect(timeout=2).ping() or {}
+        flower.close()
+        assert any(name.startswith("api@") for name in replies)
         time.sleep(1)
         log = worker.log()
         assert "no permissions" not in log, log[-3000:]

@@ -18,6 +18,7 @@ BUILT_IN = {
     errors.BrokerUnavailable: ConnectionError,
     # Not a ConnectionError: kombu would retry it (a second copy if the first survived).
     errors.NotReplicated: RuntimeError,
+    errors.SendNotAllowed: RuntimeError,
 }
 
 

@@ -233,6 +233,22 @@ def _publish():
     assert list(priority) == ["self", "message", "reverse"]
 
 
+@structure("kombu-redis-bind")
+def _bind():
+    # Ours checks for the member, then calls kombu's: it must still write the binding
+    # table under keyprefix_queue with the sep-joined member, and routing read it back.
+    params = inspect.signature(kombu_redis.Channel._queue_bind).parameters
+    assert list(params) == ["self", "exchange", "routing_key", "pattern", "queue"]
+    source = inspect.getsource(kombu_redis.Channel._queue_bind)
+    assert "self.keyprefix_queue % (exchange,)" in source
+    assert "self.sep.join([routing_key or '', pattern or '', queue or ''])" in source
+    assert list(inspect.signature(kombu_redis.Channel.get_table).parameters) == [
+        "self",
+        "exchange",
+    ]
+    assert "split(self.sep)" in inspect.getsource(kombu_redis.Channel.get_table)
+
+
 @structure("kombu-redis-purge")
 def _purge():
     assert list(inspect.signature(kombu_redis.Channel._purge).parameters) == ["self", "queue"]
