@@ -112,8 +112,8 @@ _REPLICATION = ("-@all", "+psync", "+replconf", "+ping")
 _SENTINEL_CLIENT = (
     "-@all",
     "+ping",
-    "+hello",
     "+auth",
+    "+hello",
     "+client|setname",
     "+sentinel|get-master-addr-by-name",
     "+sentinel|masters",
@@ -122,6 +122,25 @@ _SENTINEL_CLIENT = (
     "+sentinel|replicas",
     "+sentinel|slaves",
     "+sentinel|ckquorum",
+)
+# The other sentinels: hello messages on their channel and the votes of a failover.
+_SENTINEL_PEER = (
+    "&__sentinel__:hello",
+    "-@all",
+    "+ping",
+    "+auth",
+    "+hello",
+    "+client|setname",
+    "+publish",
+    "+subscribe",
+    "+info",
+    "+sentinel|is-master-down-by-addr",
+    "+sentinel|get-master-addr-by-name",
+    "+sentinel|masters",
+    "+sentinel|master",
+    "+sentinel|replicas",
+    "+sentinel|slaves",
+    "+sentinel|sentinels",
 )
 
 
@@ -276,8 +295,10 @@ def sentinel_users(passwords: Mapping[str, Iterable[str]]) -> str:
         hashes = [f"#{digest}" for digest in passwords.get(user, ())]
         if user == REPLICATION or not hashes:
             rules: tuple[str, ...] = ("off",)
-        elif user in (ADMIN, SENTINEL):
-            rules = ("on", "&*", "+@all")
+        elif user == ADMIN:
+            rules = ("on", "~*", "&*", "+@all")
+        elif user == SENTINEL:
+            rules = ("on", *_SENTINEL_PEER)
         else:
             rules = ("on", *_SENTINEL_CLIENT)
         lines.append(" ".join(("user", user, "resetpass", "resetchannels", *hashes, *rules)))
