@@ -92,4 +92,16 @@ PARK = Script.read("park")
 PROMOTE = Script.read("promote")
 STAMP_TIME = Script.read("stamp_time")
 ENQUEUE_ONCE = Script.read("enqueue_once")
-ALL = (FETCH, RENEW, SWEEP, RESTORE, RELEASE, PARK, PROMOTE, STAMP_TIME, ENQUEUE_ONCE)
+STORE_RESULT = Script.read("store_result")
+ALL = (
+    FETCH,
+    RENEW,
+    SWEEP,
+    RESTORE,
+    RELEASE,
+    PARK,
+    PROMOTE,
+    STAMP_TIME,
+    ENQUEUE_ONCE,
+    STORE_RESULT,
+)

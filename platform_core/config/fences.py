@@ -229,6 +229,18 @@ OVERRIDES = (
         "through Celery's hook, the app loader's override_backends, per app.",
     ),
     Override(
+        "celery-result-store",
+        "celery",
+        (
+            "celery.backends.base.BaseKeyValueStoreBackend._store_result",
+            "celery.backends.redis.RedisBackend._set",
+        ),
+        ("platform_core.tasks.results:LazyRedisBackend._store_result",),
+        "a result written in one round trip (lua/store_result.lua: keep a stored SUCCESS, "
+        "else SET with its expiry and PUBLISH) instead of a GET, then SET and PUBLISH in a "
+        "pipeline; JSON results without compression only (the script reads the status).",
+    ),
+    Override(
         "celery-consumer-bad-messages",
         "celery",
         (

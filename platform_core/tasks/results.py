@@ -12,11 +12,16 @@ consults it), so Celery's global ``BACKEND_ALIASES`` and any other app in the pr
 (e.g. a plain Celery client) are left as they are.
 """
 
+import math
 from time import monotonic
 
+from celery import states
 from celery.backends.redis import RedisBackend, ResultConsumer, SentinelBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
 
 from platform_core.broker import clients
+from platform_core.broker.scripts import STORE_RESULT
 
 LAZY_BACKEND = "platform_core.tasks.results:LazyRedisBackend"
 LAZY_SENTINEL_BACKEND = "platform_core.tasks.results:LazySentinelBackend"
@@ -60,6 +65,38 @@ class LazyRedisBackend(RedisBackend):
 
     def on_task_call(self, producer, task_id):
         return {}
+
+    @property
+    def _stores_in_one_round_trip(self) -> bool:
+        # The script reads a stored status as JSON (cjson): other serializers, or
+        # compressed results, take Celery's own two round trips.
+        return self.serializer == "json" and not self.compression
+
+    def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
+        """Celery's result write (read the stored result, keep a SUCCESS, else SET and
+        PUBLISH) as one script: one round trip and one command instead of two and five,
+        in every pool child per task.
+
+        fence: celery-result-store (platform_core/config/fences.py)."""
+        if not self._stores_in_one_round_trip:
+            return super()._store_result(task_id, result, state, traceback, request, **kwargs)
+        meta = self._get_result_meta(
+            result=result, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        value = self.encode(meta)
+        if len(value) > self._MAX_STR_VALUE_SIZE:
+            raise BackendStoreError(
+                "value too large for Redis backend", state=state, task_id=task_id
+            )
+        expires = self.failure_expires if state == states.FAILURE else self.expires
+        key = self.get_key_for_task(task_id)
+        self.ensure(self._store_scripted, (key, value, expires))
+        return result
+
+    def _store_scripted(self, key, value, expires) -> None:
+        expires_ms = math.ceil(expires * 1000) if expires else 0
+        STORE_RESULT(self.client, keys=(key,), args=(value, expires_ms))
 
 
 class LazySentinelBackend(LazyRedisBackend, SentinelBackend):

@@ -339,6 +339,23 @@ def _result_backend():
     assert "on_task_call" in vars(celery.backends.redis.RedisBackend)
 
 
+@structure("celery-result-store")
+def _result_store():
+    # lua/store_result.lua does what these do: read the stored meta and keep a SUCCESS,
+    # else SET (with the failure expiry for a FAILURE) and PUBLISH on the key's channel.
+    store = inspect.getsource(celery.backends.base.BaseKeyValueStoreBackend._store_result)
+    assert "current_meta['status'] == states.SUCCESS" in store
+    assert "self._set_with_state(self.get_key_for_task(task_id), self.encode(meta), state)" in (
+        store
+    )
+    redis_backend = celery.backends.redis.RedisBackend
+    assert "self.failure_expires" in inspect.getsource(redis_backend._set_with_state)
+    setter = inspect.getsource(redis_backend._set)
+    assert "pipe.setex(key, expires, value)" in setter
+    assert "pipe.publish(key, value)" in setter
+    assert "expires = self.expires" in setter
+
+
 @structure("celery-consumer-bad-messages")
 def _consumer_handlers():
     # platform_core.tasks.consumer replaces these; Celery calls them by these names and
