@@ -111,6 +111,8 @@ class Environment:
     beat_lock_ttl: int = variable("PLATFORM_BEAT_LOCK_TTL", 30)
     send_sent_event: bool = variable("PLATFORM_SEND_SENT_EVENT", False)
     event_flush_ms: int = variable("PLATFORM_EVENT_FLUSH_MS", 50)
+    # Celery's two INFO lines per task (received, succeeded); failures are logged anyway.
+    task_log_lines: bool | None = variable("PLATFORM_TASK_LOG_LINES", None, bool)
     task_events_off: tuple[str, ...] = variable("PLATFORM_TASK_EVENTS_OFF", ())
     flower_address: str = variable("FLOWER_ADDRESS", "127.0.0.1")
     flower_port: int = variable("FLOWER_PORT", 5555)
@@ -149,6 +151,10 @@ class Environment:
     @property
     def drills_on(self) -> bool:
         return (not self.deployed) if self.drills is None else self.drills
+
+    @property
+    def task_log_lines_on(self) -> bool:
+        return (not self.deployed) if self.task_log_lines is None else self.task_log_lines
 
     @property
     def var_path(self) -> Path:

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from platform_core.config import timeouts
 from platform_core.config.env import with_credentials
 from platform_core.config.environment import CHECKOUT, environment
+from platform_core.tasks.task_lines import per_task_loggers
 
 ENV = environment()
 BASE_DIR = CHECKOUT
@@ -107,6 +108,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Celery's two INFO lines per task, off where PLATFORM_TASK_LOG_LINES is
+    # (platform_core.tasks.task_lines).
+    "loggers": per_task_loggers(ENV.task_log_lines_on),
 }
 
 # --- Celery -----------------------------------------------------------------------
@@ -149,6 +153,8 @@ PLATFORM_MAX_ATTEMPTS = ENV.max_attempts
 # without them refuses a drill with one line saying how to enable them
 # (platform_core.config.drills). Development default: on; production: off.
 PLATFORM_DRILLS = ENV.drills_on
+# Celery's per-task INFO lines (platform_core.tasks.task_lines); retries are logged anyway.
+PLATFORM_TASK_LOG_LINES = ENV.task_log_lines_on
 # Larger messages are rejected before they are decoded.
 PLATFORM_MAX_MESSAGE_BYTES = ENV.max_message_bytes
 # How long the active beat's leader lock lives without a refresh (failover bound).
