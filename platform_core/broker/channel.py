@@ -35,7 +35,7 @@ from platform_core.broker import envelope, keys
 from platform_core.broker.delays import Promoter, delay_of, should_park
 from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
-from platform_core.broker.qos import HAND_BACK, ORPHANED_ACKS, Held, QoS
+from platform_core.broker.qos import ACK_BATCH_SECONDS, HAND_BACK, ORPHANED_ACKS, Held, QoS
 from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
 from platform_core.broker.sent_stamp import stamp
@@ -95,6 +95,8 @@ class Channel(kombu_redis.Channel):
     _script_retry_at = 0.0
     _acks_in_flight = ()  # sent with the fetch being read; back to pending if it failed
     _wait_in_flight = False  # a WAIT follows the fetch on the connection (min_replicas)
+    _fetch_waits = False  # this loop turn's fetch waits for more room (_fetch_can_wait)
+    _wake_pending = False  # a loop turn is due when the oldest pending ack is
 
     def __init__(self, *args, **kwargs):
         self._no_ack_queues = set()  # consumed without acknowledgements: never recorded
@@ -260,9 +262,13 @@ class Channel(kombu_redis.Channel):
                 # A no-ack consumer (control replies, e.g. Flower's inspect) never
                 # acknowledges: recording its deliveries would leave them held.
                 record.append("0" if queue in self._no_ack_queues else "1")
+        idle = not (self._queue_may_have_more or self.qos.pending_acks) and "1" in record
+        room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
+        if not idle and self._fetch_can_wait(room):
+            return
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
-        if not (self._queue_may_have_more or self.qos.pending_acks) and "1" in record:
+        if idle:
             # Idle: wait for the next message, moved into our held list as it is popped.
             # Only one key can be waited on; the others are fetched after the wait.
             at = 2 * record.index("1")
@@ -273,7 +279,6 @@ class Channel(kombu_redis.Channel):
             self.client.connection.send_command("BLMOVE", source, held, "RIGHT", "LEFT", wait)
             self._send_wait()
             return
-        room = self.qos.can_consume_max_estimate() or 100  # prefetch 0: no limit
         acks = self.qos.take_pending_acks()
         self._fetch_command, self._acks_in_flight = "EVALSHA", acks
         try:
@@ -286,9 +291,32 @@ class Channel(kombu_redis.Channel):
             )
             self._send_wait()
         except BaseException:
-            self.qos.pending_acks.extendleft(reversed(acks))
+            self.qos.put_back(acks)
             self._in_poll, self._acks_in_flight = None, ()
             raise
+
+    def _fetch_can_wait(self, room: int) -> bool:
+        """Whether this fetch waits for more of the prefetch window to be free.
+
+        A busy worker would otherwise fetch after every task (a script run and a round
+        trip per task, each carrying one ack): it fetches once half its window is free,
+        or once an ack has waited ACK_BATCH_SECONDS (the loop is woken then), so the
+        acks of several tasks and the messages replacing them go in one round trip."""
+        window = self.qos.prefetch_count
+        if not window or room * 2 >= window or self.qos.acks_due():
+            return False
+        self._fetch_waits = True
+        if self.qos.pending_acks and not self._wake_pending:
+            loop = self.connection.loop
+            if loop is None:
+                return False  # no loop to come back to the acks: fetch now
+            self._wake_pending = True
+            loop.call_later(ACK_BATCH_SECONDS, self._wake)
+        return True
+
+    def _wake(self):
+        # A loop turn runs the poller again (transport.MultiChannelPoller.on_poll_start).
+        self._wake_pending = False
 
     # fence: kombu-redis-client
     @contextmanager
@@ -324,7 +352,7 @@ class Channel(kombu_redis.Channel):
                     raise
                 # Refused as a whole (NOSCRIPT, out of memory) or applied before a lost
                 # lease was found: sent again with the next fetch either way.
-                self.qos.pending_acks.extendleft(reversed(acks))
+                self.qos.put_back(acks)
                 self._on_script_error(exc)
                 raise kombu_redis.Empty() from exc
             if command == "EVALSHA":

@@ -2,15 +2,18 @@
 
 Every delivery the fetch script records is a :class:`Held` (this worker's held list, the
 queue it came from, the item byte for byte). Acknowledging one removes it from the held
-list; inside a worker's event loop the removals of one loop turn are kept until the next
-fetch, which carries them (lua/fetch.lua), or go in one pipeline at the end of the turn
-(transport.MultiChannelPoller). Deliveries made some other way (basic_get) keep kombu's
-own bookkeeping.
+list; inside a worker's event loop the removals are kept until the next fetch, which
+carries them (lua/fetch.lua), or go in one pipeline at the end of the loop turn
+(transport.MultiChannelPoller). A busy worker with a prefetch window of several messages
+fetches once half of it is free (channel.Channel._fetch_can_wait), so the acks of several
+tasks ride on one fetch, but an ack never waits longer than ``ACK_BATCH_SECONDS``.
+Deliveries made some other way (basic_get) keep kombu's own bookkeeping.
 """
 
 import logging
 from collections import deque
 from dataclasses import dataclass
+from time import monotonic
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -29,6 +32,9 @@ ORPHANED_ACKS: deque = deque()
 # them (restore_unacked). The process's next fetch hands them back (RESTORE: only what is
 # still held), under the same lease (leases.process_worker_id).
 HAND_BACK: deque = deque()
+# The longest an acknowledgement waits for a fetch to carry it: the window in which a
+# worker killed after a task completed would have that task run again (its lease expires).
+ACK_BATCH_SECONDS = 0.005
 
 
 def _running_tags() -> set:
@@ -55,6 +61,7 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self.held: dict[str, Held] = {}  # delivery tag -> its record
         self.pending_acks: deque[Held] = deque()  # acknowledged, not yet removed
+        self.pending_since: float | None = None  # when the oldest pending ack was made
 
     # fence: kombu-legacy-unacked-index
     def restore_visible(self, *args, **kwargs):
@@ -80,9 +87,16 @@ class QoS(kombu_redis.QoS):
             # of this process removes the record, if it comes before the sweep does.
             ORPHANED_ACKS.append(held)
             return
+        if not self.pending_acks:
+            self.pending_since = monotonic()
         self.pending_acks.append(held)
         if not self.channel.connection.defers_acks:
             self.flush_acks()
+
+    def acks_due(self) -> bool:
+        """Whether a pending acknowledgement has waited ``ACK_BATCH_SECONDS``."""
+        since = self.pending_since
+        return since is not None and monotonic() - since >= ACK_BATCH_SECONDS
 
     def reject(self, delivery_tag, requeue=False):
         held = self.held.pop(delivery_tag, None)
@@ -141,7 +155,14 @@ class QoS(kombu_redis.QoS):
         with self.channel.conn_or_acquire(client) as client:
             RESTORE(client, keys, [held.raw for held in records])
 
+    def put_back(self, acks) -> None:
+        """Acknowledgements taken for a fetch or a flush that failed: sent again next time."""
+        if acks:
+            self.pending_acks.extendleft(reversed(acks))
+            self.pending_since = self.pending_since or monotonic()
+
     def take_pending_acks(self) -> list[Held]:
+        self.pending_since = None
         acks = []
         for pending in (self.pending_acks, ORPHANED_ACKS):
             while pending:
@@ -161,7 +182,7 @@ class QoS(kombu_redis.QoS):
                     pipe.execute_command("WAIT", wanted, self.channel.replica_timeout_ms)
                 confirmed = pipe.execute()[-1]
         except BaseException:
-            self.pending_acks.extendleft(reversed(acks))
+            self.put_back(acks)
             raise
         if wanted and confirmed < wanted:
             # Removed on the primary only: a failover now would bring them back as held

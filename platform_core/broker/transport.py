@@ -33,6 +33,9 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):
     def on_poll_start(self):
         super().on_poll_start()  # fetches carry the acknowledgements with them
         for channel in self._channels:
+            waits, channel._fetch_waits = channel._fetch_waits, False
+            if waits and not channel.qos.acks_due():
+                continue  # a fetch soon carries them (Channel._fetch_can_wait)
             channel.qos.flush_acks()
 
 
@@ -41,6 +44,7 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
     # Acks wait for the end of the event-loop turn only when there is a loop to end it.
     defers_acks = False
+    loop = None  # the worker's event loop (kombu's Hub), once registered with it
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,6 +53,7 @@ class Transport(kombu_redis.Transport):
     def register_with_event_loop(self, connection, loop):
         super().register_with_event_loop(connection, loop)
         self.defers_acks = True
+        self.loop = loop
 
 
 # fence: kombu-redis-sentinel

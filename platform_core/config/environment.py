@@ -99,6 +99,9 @@ class Environment:
     long_running_site: str = variable("LONG_RUNNING_SITE", DEFAULT_LONG_RUNNING_SITE)
     site_task_time_limit: int = variable("PLATFORM_SITE_TASK_TIME_LIMIT", Limits.site_time_limit)
     long_task_time_limit: int = variable("PLATFORM_LONG_TASK_TIME_LIMIT", Limits.long_time_limit)
+    site_prefetch_multiplier: int = variable(
+        "PLATFORM_SITE_PREFETCH_MULTIPLIER", Limits.site_prefetch_multiplier
+    )
     # A sanity limit (delays wait in Redis, any length works): beyond it a delay is far
     # more likely a unit mistake (ms for s) than a plan.
     max_delay_seconds: int = variable("PLATFORM_MAX_DELAY_SECONDS", 30 * 24 * 60 * 60)

@@ -109,6 +109,8 @@ class Limits:
 
     site_time_limit: int = 300
     long_time_limit: int = 2 * 60 * 60
+    # Messages a site worker holds per pool process (Celery's worker_prefetch_multiplier).
+    site_prefetch_multiplier: int = 4
 
 
 def policy_for(queue: str, limits: Limits) -> QueuePolicy:
@@ -118,7 +120,11 @@ def policy_for(queue: str, limits: Limits) -> QueuePolicy:
     if queue == LONG_RUNNING:
         # One task at a time per process: nothing waits behind a long task.
         return QueuePolicy(queue, hard_time_limit=limits.long_time_limit, prefetch_multiplier=1)
-    return QueuePolicy(queue, hard_time_limit=limits.site_time_limit, prefetch_multiplier=1)
+    return QueuePolicy(
+        queue,
+        hard_time_limit=limits.site_time_limit,
+        prefetch_multiplier=limits.site_prefetch_multiplier,
+    )
 
 
 def queue_for_task_name(name: str) -> str | None:

@@ -17,5 +17,6 @@ def policy(queue: str) -> QueuePolicy:
         Limits(
             site_time_limit=settings.PLATFORM_SITE_TASK_TIME_LIMIT,
             long_time_limit=settings.PLATFORM_LONG_TASK_TIME_LIMIT,
+            site_prefetch_multiplier=settings.PLATFORM_SITE_PREFETCH_MULTIPLIER,
         ),
     )

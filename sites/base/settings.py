@@ -137,6 +137,9 @@ PLATFORM_BROKER_REPLICA_TIMEOUT_MS = ENV.broker_replica_timeout_ms
 # belongs on long_running.
 PLATFORM_SITE_TASK_TIME_LIMIT = ENV.site_task_time_limit
 PLATFORM_LONG_TASK_TIME_LIMIT = ENV.long_task_time_limit
+# Messages a site worker holds per pool process; a busy worker fetches once half of them
+# are done, carrying their acks (docs/performance.md). long_running always holds one.
+PLATFORM_SITE_PREFETCH_MULTIPLIER = ENV.site_prefetch_multiplier
 # Longest countdown/ETA accepted (a sanity limit: delays are held in Redis, any length
 # works; platform_core.broker.delays). Beyond it, apply_async raises DelayTooLong.
 PLATFORM_MAX_DELAY_SECONDS = ENV.max_delay_seconds
