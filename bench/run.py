@@ -187,8 +187,12 @@ def worker_argv(system, queue="cert", name=None):
     name = name or queue
     if kind(system) == "platform":
         argv = [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
-        # Everything after runworker's `--` goes to `celery worker`.
-        return [*argv, "--", "--include", PLATFORM_TASKS] if queue == "cert" else argv
+        # Everything after runworker's `--` goes to `celery worker`; BENCH_WORKER_ARGS
+        # (e.g. "-P threads -c 8") measures another pool on the platform's workers.
+        extra = [*os.environ.get("BENCH_WORKER_ARGS", "").split()]
+        if queue == "cert":
+            extra += ["--include", PLATFORM_TASKS]
+        return [*argv, "--", *extra] if extra else argv
     if system == "celery":
         # The single-worker runs use stock defaults: the default queue ("celery").
         queues = ["-Q", queue] if name != "single" else []
