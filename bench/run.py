@@ -8,7 +8,8 @@ Dramatiq and Huey, with no-op tasks. Prints a markdown table for docs/performanc
     make bench BENCH_SYSTEMS=platform,platform@base BENCH_STAGES=worker
                           only those systems (comma-separated, of platform, platform@base
                           or platform@<rev>, celery, dramatiq, huey) and stages (worker:
-                          one worker, the first table; fleet: five workers + beat +
+                          one worker, the first table, with the broker ceiling = 1 s ÷
+                          Redis CPU per task; fleet: five workers + beat +
                           Flower; dev: make run's fleet)
 """
 
@@ -267,31 +268,48 @@ def measure_system(system, env, logs, client, redis_pid):
         rss, pss = tree_memory_mb(started.pid)
         figures.update(worker_rss_mb=rss, worker_pss_mb=pss)
         figures.update(producer(system, "pickup", PICKUPS, env))
-        # CPU per task (worker tree, Redis) over the three runs: on 2 shared cores the
-        # sum of what every process spends per task bounds the throughput.
-        cpu_before = tree_cpu_seconds(started.pid), tree_cpu_seconds(redis_pid)
-        client.config_resetstat()
-        runs = [producer(system, "throughput", N, env) for _ in range(3)]
-        ran = sum(r["ran"] for r in runs) or 1
-        # Every command Redis ran over the runs, producer and result writes included.
-        commandstats = client.info("commandstats")
-        calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
-        figures["redis_calls_per_task"] = sum(calls.values()) / ran
-        figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
-        # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
-        usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
-        figures["redis_command_us_per_task"] = sum(usec.values()) / ran
-        figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
-        # Of those, the producer's GETs waiting for the count: more the slower the run.
-        figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
-        worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
-        figures["worker_cpu_ms_per_task"] = worker_cpu / ran * 1e3
-        figures["redis_cpu_us_per_task"] = (tree_cpu_seconds(redis_pid) - cpu_before[1]) / ran * 1e6
-        figures["tasks_per_s"] = statistics.median(r["tasks_per_s"] for r in runs)
-        figures["all_ran"] = all(r["ran"] == r["sent"] for r in runs)
-        figures["throughput_runs"] = runs
+        figures.update(measure_throughput(system, env, client, redis_pid, [started.pid]))
     finally:
         fleet.stop()
+    return figures
+
+
+def broker_ceiling(redis_cpu_us_per_task):
+    """Tasks/s at which Redis would spend a whole core: 1 s ÷ its CPU per task."""
+    return 1e6 / redis_cpu_us_per_task if redis_cpu_us_per_task else None
+
+
+def measure_throughput(system, env, client, redis_pid, worker_pids):
+    """N no-ops, three runs (tasks/s: their median), and the CPU per task the workers
+    (every process of their trees) and Redis spent over them, with Redis's commandstats."""
+
+    def cpu_seconds():
+        return sum(tree_cpu_seconds(pid) for pid in worker_pids), tree_cpu_seconds(redis_pid)
+
+    # On 2 shared cores the sum of what every process spends per task bounds the throughput.
+    cpu_before = cpu_seconds()
+    client.config_resetstat()
+    runs = [producer(system, "throughput", N, env) for _ in range(3)]
+    ran = sum(r["ran"] for r in runs) or 1
+    figures = {}
+    # Every command Redis ran over the runs, producer and result writes included.
+    commandstats = client.info("commandstats")
+    calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
+    figures["redis_calls_per_task"] = sum(calls.values()) / ran
+    figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
+    # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
+    usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
+    figures["redis_command_us_per_task"] = sum(usec.values()) / ran
+    figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
+    # Of those, the producer's GETs waiting for the count: more the slower the run.
+    figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
+    worker_cpu, redis_cpu = cpu_seconds()
+    figures["worker_cpu_ms_per_task"] = (worker_cpu - cpu_before[0]) / ran * 1e3
+    figures["redis_cpu_us_per_task"] = (redis_cpu - cpu_before[1]) / ran * 1e6
+    figures["broker_ceiling_tasks_per_s"] = broker_ceiling(figures["redis_cpu_us_per_task"])
+    figures["tasks_per_s"] = statistics.median(r["tasks_per_s"] for r in runs)
+    figures["all_ran"] = all(r["ran"] == r["sent"] for r in runs)
+    figures["throughput_runs"] = runs
     return figures
 
 
@@ -661,9 +679,10 @@ def print_table(results):
         print(
             "\n| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock)"
             " | pickup p50 / p99 ms | idle worker RSS / PSS MB | worker CPU ms / task"
-            " | Redis CPU µs / task | Redis commands / task | every task ran |"
+            " | Redis CPU µs / task | broker ceiling, tasks/s = 1 s ÷ Redis CPU per task"
+            " | Redis commands / task | every task ran |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in workers:
         r = results[name]
         print(
@@ -672,6 +691,7 @@ def print_table(results):
             f"{fmt(r['p50_ms'], '.1f')} / {fmt(r['p99_ms'], '.1f')} | "
             f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} | "
             f"{r['worker_cpu_ms_per_task']:.2f} | {r['redis_cpu_us_per_task']:.0f} | "
+            f"{fmt(broker_ceiling(r['redis_cpu_us_per_task']))} | "
             f"{r['redis_calls_per_task']:.1f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
