@@ -8,8 +8,9 @@ Dramatiq and Huey, with no-op tasks. Prints a markdown table for docs/performanc
     make bench BENCH_SYSTEMS=platform,platform@base BENCH_STAGES=worker
                           only those systems (comma-separated, of platform, platform@base
                           or platform@<rev>, celery, dramatiq, huey) and stages (worker:
-                          one worker, the first table; fleet: five workers + beat +
-                          Flower; dev: make run's fleet)
+                          one worker, the first table, with the broker ceiling = 1 s ÷
+                          Redis CPU per task; fleet: five workers + beat + Flower; dev:
+                          make run's fleet; scale: 1, 2, 4 workers on one queue)
 """
 
 import json
@@ -36,7 +37,10 @@ PICKUPS = int(os.environ.get("BENCH_PICKUPS", "300"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "20000"))  # tasks per other queue (isolation)
 LOAD = int(os.environ.get("BENCH_LOAD", "5000"))  # tasks per queue before "after load" memory
 SYSTEMS = ("platform", "celery", "dramatiq", "huey")
-STAGES = ("worker", "fleet", "dev")
+STAGES = ("worker", "fleet", "dev", "scale")
+SCALE = (1, 2, 4)  # stage scale: worker processes on one queue, each started on its own
+# What a Dramatiq or Huey worker logs once it consumes (Celery's kinds answer a ping).
+READY_LINES = {"dramatiq": "Worker process is ready for action.", "huey": "Huey consumer started"}
 BASELINE = os.environ.get("BENCH_BASELINE", "").strip()  # a git revision, or none
 # Where each platform system's code is: this tree, and the baseline's (main() adds it).
 # Its processes run there (working directory and PYTHONPATH).
@@ -183,7 +187,9 @@ def producer(system, mode, n, env):
     return result
 
 
-def worker_argv(system, queue="cert", name=None):
+def worker_argv(system, queue="cert", name=None, processes=2):
+    """How ``system`` runs one worker; ``processes``: Dramatiq's and Huey's worker
+    processes (the platform's and Celery's prefork pool keep their default, one per core)."""
     name = name or queue
     if kind(system) == "platform":
         argv = [PY, "manage.py", WORKER_COMMANDS[queue], "-n", f"{name}@%h"]
@@ -216,7 +222,7 @@ def worker_argv(system, queue="cert", name=None):
             "dramatiq",
             "bench.systems.dramatiq_app",
             "--processes",
-            "2",
+            str(processes),
             "--threads",
             "8",
         ]
@@ -229,18 +235,22 @@ def worker_argv(system, queue="cert", name=None):
             "-k",
             "process",
             "-w",
-            "2",
+            str(processes),
         ]
     raise ValueError(system)
+
+
+def check_alive(system, worker, log_path):
+    if worker.poll() is not None:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{system} worker exited ({worker.returncode}): {tail}")
 
 
 def wait_until_serving(system, env, worker, log_path, timeout=120):
     """Until a pickup probe sent now is executed: the worker is really consuming."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{system} worker exited ({worker.returncode}): {tail}")
+        check_alive(system, worker, log_path)
         try:
             result = producer(system, "pickup", 1, env)
             if result["samples"]:
@@ -271,31 +281,48 @@ def measure_system(system, env, logs, client, redis_pid):
         rss, pss = tree_memory_mb(started.pid)
         figures.update(worker_rss_mb=rss, worker_pss_mb=pss)
         figures.update(producer(system, "pickup", PICKUPS, env))
-        # CPU per task (worker tree, Redis) over the three runs: on 2 shared cores the
-        # sum of what every process spends per task bounds the throughput.
-        cpu_before = tree_cpu_seconds(started.pid), tree_cpu_seconds(redis_pid)
-        client.config_resetstat()
-        runs = [producer(system, "throughput", N, env) for _ in range(3)]
-        ran = sum(r["ran"] for r in runs) or 1
-        # Every command Redis ran over the runs, producer and result writes included.
-        commandstats = client.info("commandstats")
-        calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
-        figures["redis_calls_per_task"] = sum(calls.values()) / ran
-        figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
-        # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
-        usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
-        figures["redis_command_us_per_task"] = sum(usec.values()) / ran
-        figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
-        # Of those, the producer's GETs waiting for the count: more the slower the run.
-        figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
-        worker_cpu = tree_cpu_seconds(started.pid) - cpu_before[0]
-        figures["worker_cpu_ms_per_task"] = worker_cpu / ran * 1e3
-        figures["redis_cpu_us_per_task"] = (tree_cpu_seconds(redis_pid) - cpu_before[1]) / ran * 1e6
-        figures["tasks_per_s"] = statistics.median(r["tasks_per_s"] for r in runs)
-        figures["all_ran"] = all(r["ran"] == r["sent"] for r in runs)
-        figures["throughput_runs"] = runs
+        figures.update(measure_throughput(system, env, client, redis_pid, [started.pid]))
     finally:
         fleet.stop()
+    return figures
+
+
+def broker_ceiling(redis_cpu_us_per_task):
+    """Tasks/s at which Redis would spend a whole core: 1 s ÷ its CPU per task."""
+    return 1e6 / redis_cpu_us_per_task if redis_cpu_us_per_task else None
+
+
+def measure_throughput(system, env, client, redis_pid, worker_pids):
+    """N no-ops, three runs (tasks/s: their median), and the CPU per task the workers
+    (every process of their trees) and Redis spent over them, with Redis's commandstats."""
+
+    def cpu_seconds():
+        return sum(tree_cpu_seconds(pid) for pid in worker_pids), tree_cpu_seconds(redis_pid)
+
+    # On 2 shared cores the sum of what every process spends per task bounds the throughput.
+    cpu_before = cpu_seconds()
+    client.config_resetstat()
+    runs = [producer(system, "throughput", N, env) for _ in range(3)]
+    ran = sum(r["ran"] for r in runs) or 1
+    figures = {}
+    # Every command Redis ran over the runs, producer and result writes included.
+    commandstats = client.info("commandstats")
+    calls = {name[8:]: stats["calls"] for name, stats in commandstats.items()}
+    figures["redis_calls_per_task"] = sum(calls.values()) / ran
+    figures["redis_calls_by_command"] = {name: n / ran for name, n in sorted(calls.items())}
+    # Redis's own time inside the commands (no I/O, no event loop; a busy machine slows it).
+    usec = {name[8:]: stats["usec"] for name, stats in commandstats.items()}
+    figures["redis_command_us_per_task"] = sum(usec.values()) / ran
+    figures["redis_us_by_command"] = {name: u / ran for name, u in sorted(usec.items())}
+    # Of those, the producer's GETs waiting for the count: more the slower the run.
+    figures["producer_polls_per_task"] = sum(r.get("polls", 0) for r in runs) / ran
+    worker_cpu, redis_cpu = cpu_seconds()
+    figures["worker_cpu_ms_per_task"] = (worker_cpu - cpu_before[0]) / ran * 1e3
+    figures["redis_cpu_us_per_task"] = (redis_cpu - cpu_before[1]) / ran * 1e6
+    figures["broker_ceiling_tasks_per_s"] = broker_ceiling(figures["redis_cpu_us_per_task"])
+    figures["tasks_per_s"] = statistics.median(r["tasks_per_s"] for r in runs)
+    figures["all_ran"] = all(r["ran"] == r["sent"] for r in runs)
+    figures["throughput_runs"] = runs
     return figures
 
 
@@ -339,12 +366,16 @@ def control_client(url):
     return Celery("bench-control", broker=url)
 
 
+def pinged(control):
+    """The node names (before the @) of the workers that answer a control ping."""
+    replies = control.control.ping(timeout=0.3) or []
+    return {name.split("@")[0] for reply in replies for name in reply}
+
+
 def time_until_all_ping(control, started, timeout=120):
     """Seconds from ``started`` until every worker of the fleet answers a control ping."""
     while time.monotonic() - started < timeout:
-        replies = control.control.ping(timeout=0.3) or []
-        names = {name.split("@")[0] for reply in replies for name in reply}
-        if names >= set(QUEUES):
+        if pinged(control) >= set(QUEUES):
             return time.monotonic() - started
     return None
 
@@ -512,6 +543,65 @@ def measure_dev_fleet(system, env, logs, client, concurrency=None):
             fleet.stop()
 
 
+def start_scaled(system, fleet, logs, count):
+    """``count`` workers on the cert queue, one broker consumer each (Dramatiq's and
+    Huey's with one worker process): {node name: (process, log path)}."""
+    workers = {}
+    for index in range(1, count + 1):
+        node, log = f"scale{index}", f"{system}-scale{count}-{index}"
+        argv = worker_argv(system, "cert", node, processes=1)
+        workers[node] = (fleet.start(log, argv), logs / f"{log}.log")
+    return workers
+
+
+def all_ready(system, control, workers):
+    """Every one of ``workers`` consumes: Celery's kinds answer a control ping by node
+    name, Dramatiq's and Huey's have logged their READY_LINES."""
+    if control is not None:
+        return pinged(control) >= set(workers)
+    logs = [log.read_text(errors="replace") for _, log in workers.values()]
+    return all(READY_LINES[system] in text for text in logs)
+
+
+def wait_until_all_serve(system, env, workers, timeout=120):
+    """Until every one of ``workers`` is ready (``all_ready``) and a probe is executed."""
+    control = None if system in READY_LINES else control_client(env["BENCH_REDIS_URL"])
+    deadline = time.monotonic() + timeout
+    while not all_ready(system, control, workers):
+        for worker, log in workers.values():
+            check_alive(system, worker, log)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{system}: not every one of {', '.join(workers)} started serving")
+        time.sleep(0.5)
+    first, log = next(iter(workers.values()))
+    wait_until_serving(system, env, first, log)
+
+
+def measure_scaled(system, env, logs, client, redis_pid, count):
+    """``count`` workers on one queue, all serving: tasks/s and CPU per task (Redis's, and
+    the workers' summed over their trees), as in stage worker (``measure_throughput``)."""
+    fleet = Fleet(env, logs, tree(system))
+    client.flushdb()
+    workers = start_scaled(system, fleet, logs, count)
+    try:
+        wait_until_all_serve(system, env, workers)
+        for _, log in workers.values():
+            check_worker_origin(system, log)
+        time.sleep(2)
+        pids = [worker.pid for worker, _ in workers.values()]
+        return measure_throughput(system, env, client, redis_pid, pids)
+    finally:
+        fleet.stop()
+
+
+def measure_scale(system, env, logs, client, redis_pid):
+    """Scale-out on one queue: {"1": figures, "2": …, "4": …} (SCALE workers)."""
+    env = {**env, "BENCH_QUEUE": "cert"}  # stock Celery's workers consume cert too (-Q)
+    return {
+        str(count): measure_scaled(system, env, logs, client, redis_pid, count) for count in SCALE
+    }
+
+
 def migrate(root, database_url, extra_env=None):
     subprocess.run(
         [PY, "manage.py", "migrate", "-v0"],
@@ -613,6 +703,10 @@ def run(systems, stages, baseline):
                 results[f"{system}_dev_c2"] = measure_dev_fleet(
                     system, envs[system], workdir, client, concurrency=2
                 )
+        for system in systems if "scale" in stages else ():
+            print(f"measuring {system} with {SCALE} workers on one queue …", file=sys.stderr)
+            figures = measure_scale(system, envs[system], workdir, client, server.process.pid)
+            results.setdefault(system, {})["scale"] = figures
     finally:
         server.stop_cleanly()
         # Whatever was measured, even if a later stage failed.
@@ -665,9 +759,10 @@ def print_table(results):
         print(
             "\n| system | enqueue µs (vs stock) | tasks/s, median of 3 (vs stock)"
             " | pickup p50 / p99 ms | idle worker RSS / PSS MB | worker CPU ms / task"
-            " | Redis CPU µs / task | Redis commands / task | every task ran |"
+            " | Redis CPU µs / task | broker ceiling, tasks/s = 1 s ÷ Redis CPU per task"
+            " | Redis commands / task | every task ran |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in workers:
         r = results[name]
         print(
@@ -676,6 +771,7 @@ def print_table(results):
             f"{fmt(r['p50_ms'], '.1f')} / {fmt(r['p99_ms'], '.1f')} | "
             f"{r['worker_rss_mb']:.0f} / {r['worker_pss_mb']:.0f} | "
             f"{r['worker_cpu_ms_per_task']:.2f} | {r['redis_cpu_us_per_task']:.0f} | "
+            f"{fmt(broker_ceiling(r['redis_cpu_us_per_task']))} | "
             f"{r['redis_calls_per_task']:.1f} | "
             f"{'yes' if r['all_ran'] else 'NO: ' + str(r['throughput_runs'])} |"
         )
@@ -709,6 +805,7 @@ def print_table(results):
             f"{r['flooded_samples']} pickups) |"
         )
     print_memory(results, systems)
+    print_scale(results, systems)
     print_comparison(results, systems)
     # The targets are the platform's (this tree's) against the other systems.
     print_targets(
@@ -751,6 +848,38 @@ def print_table(results):
         print(f"\nflood still queued after the flooded pickups: {backlog}")
 
 
+def print_scale(results, systems):
+    """Stage scale: per system, tasks/s and Redis CPU per task with 1, 2, 4 workers."""
+    scaled = [name for name in systems if "scale" in results[name]]
+    if not scaled:
+        return
+    print(
+        f"\nScale-out on one queue: {', '.join(map(str, SCALE))} worker processes, each started"
+        " on its own (the platform's and Celery's worker with its prefork pool, Dramatiq"
+        " --processes 1 --threads 8, Huey -k process -w 1: one broker consumer each), all"
+        f" serving; N={N} no-ops, tasks/s median of 3, CPU over the three runs. This machine"
+        f" has {os.cpu_count()} cores: {max(SCALE)} workers on them measure contention, not"
+        " scale-out; the Redis CPU per task is the figure that matters for the broker ceiling."
+    )
+    counts = [str(count) for count in SCALE]
+    print(
+        "\n| system | "
+        + " | ".join(
+            f"{count} worker{'s' * (count != '1')}: tasks/s | Redis CPU µs / task"
+            for count in counts
+        )
+        + " | every task ran |"
+    )
+    print("|---|" + "---:|---:|" * len(counts) + "---|")
+    for name in scaled:
+        runs = [results[name]["scale"].get(count) for count in counts]
+        cells = (
+            f"{fmt(r and r['tasks_per_s'])} | {fmt(r and r['redis_cpu_us_per_task'])}" for r in runs
+        )
+        ran = all(r["all_ran"] for r in runs if r)
+        print(f"| {name} | " + " | ".join(cells) + f" | {'yes' if ran else 'NO'} |")
+
+
 # (label, results key suffix, figure, format, which way is better): this tree's platform
 # beside the baseline's (BENCH_BASELINE), for "no worse than before".
 COMPARED = (
@@ -783,15 +912,30 @@ COMPARED = (
     ("make run fleet PSS MB after load", "_dev", "fleet_loaded_pss_mb", ".0f", "lower"),
     ("make run -c 2 fleet idle PSS MB", "_dev_c2", "fleet_pss_mb", ".0f", "lower"),
     ("make run -c 2 fleet PSS MB after load", "_dev_c2", "fleet_loaded_pss_mb", ".0f", "lower"),
+    # Stage scale's, flattened by with_derived ("scale4_tasks_per_s", …).
+    *(
+        (f"{label}, workers on one queue: {count}", "", f"scale{count}_{figure}", spec, better)
+        for count in SCALE
+        for label, figure, spec, better in (
+            ("tasks/s", "tasks_per_s", ".0f", "higher"),
+            ("Redis CPU µs / task", "redis_cpu_us_per_task", ".1f", "lower"),
+        )
+    ),
 )
 
 
-def with_net_calls(figures):
-    """``figures`` with the Redis commands per task the producer's polls left out."""
-    if "producer_polls_per_task" not in figures:
-        return figures
-    net = figures["redis_calls_per_task"] - figures["producer_polls_per_task"]
-    return {**figures, "calls_less_polls_per_task": net}
+def with_derived(figures):
+    """``figures`` with the Redis commands per task the producer's polls left out, and
+    stage scale's figures flat ("scale<count>_<figure>")."""
+    derived = {
+        f"scale{count}_{figure}": value
+        for count, scaled in figures.get("scale", {}).items()
+        for figure, value in scaled.items()
+    }
+    if "producer_polls_per_task" in figures:
+        net = figures["redis_calls_per_task"] - figures["producer_polls_per_task"]
+        derived["calls_less_polls_per_task"] = net
+    return {**figures, **derived}
 
 
 def print_comparison(results, systems):
@@ -803,8 +947,8 @@ def print_comparison(results, systems):
     print("|---|---:|---:|---:|---|")
     for label, suffix, figure, spec, better in COMPARED:
         then, now = (
-            with_net_calls(results.get(f"{base}{suffix}", {})),
-            with_net_calls(results.get(f"platform{suffix}", {})),
+            with_derived(results.get(f"{base}{suffix}", {})),
+            with_derived(results.get(f"platform{suffix}", {})),
         )
         if figure in then and figure in now:
             print(
