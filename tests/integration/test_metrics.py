@@ -56,6 +56,10 @@ def paused_cert_worker(client_app):
     running = client_app.send_task(RECORD, (f"metrics-{uuid.uuid4().hex}", 8))
     wait_for(lambda: _held_ids(client_app, node) == {running.id}, 20, "the task to start")
     client_app.control.cancel_consumer("cert", destination=[node], reply=True)
+    # With room left in its prefetch window the worker was waiting for more (BLMOVE, up
+    # to kombu's brpop_timeout of 1 s): a wait sent before the cancel may still take one
+    # message, so the test's messages are sent once it has ended.
+    time.sleep(1.5)
     try:
         yield node, running
     finally:
