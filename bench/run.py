@@ -729,7 +729,7 @@ def met(check):
     """ "yes"/"no" for a target, or None when the run did not measure what it needs."""
     try:
         return "yes" if check() else "no"
-    except KeyError:
+    except (KeyError, TypeError):  # a figure missing, or None (e.g. no flooded pickups)
         return None
 
 
@@ -834,6 +834,34 @@ def print_table(results):
                 lambda: platform_["fleet_rss_mb"] <= stock["fleet_rss_mb"] / 2,
             ),
             ("restart → 5 pings ≤ 5 s", lambda: (platform_["restart_to_5_pings_s"] or 1e9) <= 5),
+        ],
+    )
+    dramatiq = results.get("dramatiq", {})
+    print_targets(
+        "cost target (the broker's and the worker's CPU per task)",
+        [
+            (
+                "Redis CPU per task ≤ Dramatiq's",
+                lambda: platform_["redis_cpu_us_per_task"] <= dramatiq["redis_cpu_us_per_task"],
+            ),
+            (
+                "worker CPU per task ≤ ⅓ of stock Celery's",
+                lambda: platform_["worker_cpu_ms_per_task"] <= stock["worker_cpu_ms_per_task"] / 3,
+            ),
+            (
+                "tasks/s per worker ≥ 2x stock",
+                lambda: platform_["tasks_per_s"] >= 2 * stock["tasks_per_s"],
+            ),
+            ("enqueue ≤ Dramatiq's", lambda: platform_["enqueue_us"] <= dramatiq["enqueue_us"]),
+            ("pickup p99 ≤ stock's", lambda: (platform_["p99_ms"] or 1e9) <= stock["p99_ms"]),
+            (
+                "isolation ratio ≤ stock's",
+                lambda: platform_["isolation_ratio"] <= stock["isolation_ratio"],
+            ),
+            (
+                "per-unit fleet PSS ≤ stock's",
+                lambda: platform_["fleet_pss_mb"] <= stock["fleet_pss_mb"],
+            ),
         ],
     )
     for name in workers:
