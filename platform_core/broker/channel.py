@@ -303,8 +303,8 @@ class Channel(kombu_redis.Channel):
         or once an ack has waited ACK_BATCH_SECONDS (the loop is woken then), so the
         acks of several tasks and the messages replacing them go in one round trip."""
         window = self.qos.prefetch_count
-        if not window or room * 2 >= window or self.qos.acks_due():
-            return False
+        if not window or room * 2 >= window or self.qos.acks_due() or ORPHANED_ACKS:
+            return False  # (acks of a lost connection's tasks go at once)
         self._fetch_waits = True
         if self.qos.pending_acks and not self._wake_pending:
             loop = self.connection.loop

@@ -11,6 +11,7 @@ import pytest
 
 from platform_core.broker.channel import Channel
 from platform_core.broker.qos import ACK_BATCH_SECONDS, QoS
+from platform_core.broker.qos import ORPHANED_ACKS as orphaned
 
 
 class Loop:
@@ -59,6 +60,14 @@ def test_less_than_half_free_waits_and_the_loop_is_woken_when_the_acks_are_due()
 
 def test_an_ack_that_waited_long_enough_is_fetched_with_now():
     assert not can_wait(channel(8, pending=1, pending_for=ACK_BATCH_SECONDS, loop=Loop()), 1)
+
+
+def test_acks_left_by_a_lost_connection_are_fetched_with_now():
+    orphaned.append("an ack")
+    try:
+        assert not can_wait(channel(8, pending=0, loop=Loop()), room=1)
+    finally:
+        orphaned.clear()
 
 
 def test_without_an_event_loop_nothing_waits():
