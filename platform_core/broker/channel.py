@@ -280,12 +280,25 @@ class Channel(kombu_redis.Channel):
             self._send_wait()
             return
         acks = self.qos.take_pending_acks()
+        results = [held.result for held in acks if held.result is not None]
         self._fetch_command, self._acks_in_flight = "EVALSHA", acks
         try:
             self.client.connection.send_command(
                 *FETCH.command(
-                    (self._lease.room.leases, *pairs, *(held.key for held in acks)),
-                    (worker, room, "".join(record), *(held.raw for held in acks)),
+                    (
+                        self._lease.room.leases,
+                        *pairs,
+                        *(held.key for held in acks),
+                        *(result.key for result in results),
+                    ),
+                    (
+                        worker,
+                        room,
+                        "".join(record),
+                        len(results),
+                        *(held.raw for held in acks),
+                        *(arg for result in results for arg in result.args),
+                    ),
                     clock=self._lease.room.clock,
                 )
             )

@@ -2,8 +2,9 @@
 
 Every delivery the fetch script records is a :class:`Held` (this worker's held list, the
 queue it came from, the item byte for byte). Acknowledging one removes it from the held
-list; inside a worker's event loop the removals are kept until the next fetch, which
-carries them (lua/fetch.lua), or go in one pipeline at the end of the loop turn
+list, and stores the task's result if one waits for it (broker.ack_results). Inside a
+worker's event loop the removals are kept until the next fetch, which carries them
+(lua/fetch.lua), or go in one pipeline at the end of the loop turn
 (transport.MultiChannelPoller). A busy worker with a prefetch window of several messages
 fetches once half of it is free (channel.Channel._fetch_can_wait), so the acks of several
 tasks ride on one fetch, but an ack never waits longer than ``ACK_BATCH_SECONDS``.
@@ -12,13 +13,16 @@ Deliveries made some other way (basic_get) keep kombu's own bookkeeping.
 
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from time import monotonic
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from redis.exceptions import NoScriptError
 
-from platform_core.broker.scripts import RESTORE
+from platform_core.broker import ack_results
+from platform_core.broker.ack_results import ResultWrite
+from platform_core.broker.scripts import RESTORE, STORE_RESULT
 from platform_core.errors import BROKER_ERRORS
 
 logger = logging.getLogger("platform_core.broker.transport")
@@ -53,6 +57,7 @@ class Held:
     key: str  # platform:held:<worker id>:<queue key>
     source: str  # the queue key it was taken from
     raw: bytes  # the item exactly as popped (LREM matches it byte for byte)
+    result: ResultWrite | None = None  # stored with the acknowledgement
 
 
 # fence: kombu-redis-qos (append, ack, reject, restore_unacked; virtual.QoS's bookkeeping)
@@ -78,9 +83,13 @@ class QoS(kombu_redis.QoS):
 
     def ack(self, delivery_tag):
         held = self.held.pop(delivery_tag, None)
+        result = ack_results.take(self._delivered.get(delivery_tag))
         if held is None:
+            self._store_now(result)
             super().ack(delivery_tag)
             return
+        if result is not None:
+            held = replace(held, result=result)
         virtual.QoS.ack(self, delivery_tag)
         if self.channel.closed:
             # A task that finished after its connection was lost: the next channel
@@ -98,7 +107,14 @@ class QoS(kombu_redis.QoS):
         since = self.pending_since
         return since is not None and monotonic() - since >= ACK_BATCH_SECONDS
 
+    def _store_now(self, result: ResultWrite | None) -> None:
+        """A result waiting for an acknowledgement that cannot carry it."""
+        if result is not None:
+            with self.channel.conn_or_acquire() as client:
+                result.store(client)
+
     def reject(self, delivery_tag, requeue=False):
+        self._store_now(ack_results.take(self._delivered.get(delivery_tag)))
         held = self.held.pop(delivery_tag, None)
         if held is None:
             super().reject(delivery_tag, requeue=requeue)
@@ -170,17 +186,20 @@ class QoS(kombu_redis.QoS):
         return acks
 
     def flush_acks(self):
+        """Send the pending acknowledgements (and the results they carry) in one pipeline:
+        at the end of a loop turn for a channel whose fetch is not coming (e.g. waiting
+        in BLMOVE while its tasks run), or outside an event loop."""
         acks = self.take_pending_acks()
         if not acks:
             return
         wanted = self.channel.min_replicas
         try:
-            with self.pipe_or_acquire() as pipe:
-                for held in acks:
-                    pipe.lrem(held.key, 1, held.raw)
-                if wanted:
-                    pipe.execute_command("WAIT", wanted, self.channel.replica_timeout_ms)
-                confirmed = pipe.execute()[-1]
+            try:
+                confirmed = self._send_acks(acks, wanted)
+            except NoScriptError:  # this Redis restarted or lost its scripts: load, again
+                with self.channel.conn_or_acquire() as client:
+                    STORE_RESULT.load(client)
+                confirmed = self._send_acks(acks, wanted)
         except BaseException:
             self.put_back(acks)
             raise
@@ -188,3 +207,13 @@ class QoS(kombu_redis.QoS):
             # Removed on the primary only: a failover now would bring them back as held
             # (and run them again once this worker stops). Removed again later.
             ORPHANED_ACKS.extend(acks)
+
+    def _send_acks(self, acks, wanted):
+        with self.pipe_or_acquire() as pipe:
+            for held in acks:
+                if held.result is not None:
+                    pipe.execute_command(*held.result.command())
+                pipe.lrem(held.key, 1, held.raw)
+            if wanted:
+                pipe.execute_command("WAIT", wanted, self.channel.replica_timeout_ms)
+            return pipe.execute()[-1]

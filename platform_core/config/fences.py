@@ -241,6 +241,21 @@ OVERRIDES = (
         "pipeline; JSON results without compression only (the script reads the status).",
     ),
     Override(
+        "celery-result-handback",
+        "celery",
+        (
+            "celery.worker.request.create_request_cls",
+            "celery.app.trace.fast_trace_task",
+            "celery.app.trace.trace_task_ret",
+            "celery.concurrency.base.BasePool.apply_async",
+        ),
+        ("platform_core.tasks.result_handback:wrap_pool",),
+        "a task's final result goes back to the main process with Celery's (failed, "
+        "retval, runtime) and is stored with the message's acknowledgement (in the fetch "
+        "script) instead of by the pool child: relies on the pool callback acknowledging "
+        "and on the trace function's arguments (task id second) and return.",
+    ),
+    Override(
         "celery-consumer-bad-messages",
         "celery",
         (

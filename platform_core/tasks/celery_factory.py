@@ -15,7 +15,7 @@ from platform_core.config.discovery import task_modules
 from platform_core.config.env import redacted
 from platform_core.config.routing import policy, route_by_task_name
 from platform_core.errors import BrokerUnavailable, PlatformError
-from platform_core.tasks import forking, results, task_lines
+from platform_core.tasks import forking, result_handback, results, task_lines
 from platform_core.tasks.eager import apply_by_name
 
 
@@ -91,6 +91,7 @@ def create_app(queue: str) -> PlatformCelery:
         include=task_modules(queue, drills=settings.PLATFORM_DRILLS),
     )
     results.install(app)
+    result_handback.install(app)
     task_lines.install(settings.PLATFORM_TASK_LOG_LINES)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(queue_settings(queue))

@@ -21,7 +21,8 @@ from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
 from platform_core.broker import clients
-from platform_core.broker.scripts import STORE_RESULT
+from platform_core.broker.ack_results import ResultWrite
+from platform_core.tasks.result_handback import hand_back
 
 LAZY_BACKEND = "platform_core.tasks.results:LazyRedisBackend"
 LAZY_SENTINEL_BACKEND = "platform_core.tasks.results:LazySentinelBackend"
@@ -67,18 +68,19 @@ class LazyRedisBackend(RedisBackend):
         return {}
 
     @property
-    def _stores_in_one_round_trip(self) -> bool:
+    def stores_in_one_round_trip(self) -> bool:
         # The script reads a stored status as JSON (cjson): other serializers, or
         # compressed results, take Celery's own two round trips.
         return self.serializer == "json" and not self.compression
 
     def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
         """Celery's result write (read the stored result, keep a SUCCESS, else SET and
-        PUBLISH) as one script: one round trip and one command instead of two and five,
-        in every pool child per task.
+        PUBLISH) as one script: one round trip and one command instead of two and five;
+        a task's final result in a worker goes back to the main process and is stored
+        with the message's acknowledgement (tasks.result_handback).
 
         fence: celery-result-store (platform_core/config/fences.py)."""
-        if not self._stores_in_one_round_trip:
+        if not self.stores_in_one_round_trip:
             return super()._store_result(task_id, result, state, traceback, request, **kwargs)
         meta = self._get_result_meta(
             result=result, state=state, traceback=traceback, request=request
@@ -90,13 +92,15 @@ class LazyRedisBackend(RedisBackend):
                 "value too large for Redis backend", state=state, task_id=task_id
             )
         expires = self.failure_expires if state == states.FAILURE else self.expires
-        key = self.get_key_for_task(task_id)
-        self.ensure(self._store_scripted, (key, value, expires))
+        write = ResultWrite(
+            self.get_key_for_task(task_id), value, math.ceil(expires * 1000) if expires else 0
+        )
+        if not hand_back(task_id, state, request, write):  # tasks.result_handback
+            self.ensure(self.store_now, (write,))
         return result
 
-    def _store_scripted(self, key, value, expires) -> None:
-        expires_ms = math.ceil(expires * 1000) if expires else 0
-        STORE_RESULT(self.client, keys=(key,), args=(value, expires_ms))
+    def store_now(self, write: ResultWrite) -> None:
+        write.store(self.client)  # self.client: a new one after Celery reconnects
 
 
 class LazySentinelBackend(LazyRedisBackend, SentinelBackend):

@@ -40,13 +40,21 @@ def take(server, worker, milliseconds=60_000, sources=QUEUES):
     )
 
 
-def fetch(server, worker, queues, count, acks=(), record=None):
+def fetch(server, worker, queues, count, acks=(), record=None, results=()):
+    """FETCH as channel.Channel sends it; ``results``: (key, meta, expiry ms) to store."""
     record = record or "1" * len(queues)
     pairs = [key for queue in queues for key in (queue, keys.held(worker, queue))]
     reply = FETCH(
         server,
-        (LEASES, *pairs, *(held for held, _ in acks)),
-        (worker, count, record, *(item for _, item in acks)),
+        (LEASES, *pairs, *(held for held, _ in acks), *(key for key, _, _ in results)),
+        (
+            worker,
+            count,
+            record,
+            len(results),
+            *(item for _, item in acks),
+            *(arg for _, meta, expires in results for arg in (meta, expires)),
+        ),
         clock=ROOM.clock,
     )
     return [tuple(reply[i : i + 3]) for i in range(0, len(reply), 3)]
@@ -93,6 +101,43 @@ def test_acks_remove_exactly_their_message_and_count_bounds_the_fetch(server, re
     second = fetch(server, "w1", ["script_test"], 2, acks=[(held, item) for _, item, _ in first])
     assert len(second) == 1
     assert server.lrange(held, 0, -1) == [second[0][1]]
+
+
+def test_results_ride_on_the_acks_stored_published_and_a_success_kept(server, redis_url):
+    """The results an ack carries (broker.ack_results) are stored with their expiry and
+    published in the step that removes the messages; a stored SUCCESS is kept."""
+    take(server, "w1")
+    for n in range(2):
+        publish(redis_url, "script_test", {"n": n})
+    first = fetch(server, "w1", ["script_test"], 2)
+    held = keys.held("w1", "script_test")
+    done, failed = "celery-task-meta-script-test-done", "celery-task-meta-script-test-failed"
+    server.set(done, json.dumps({"status": "SUCCESS", "result": "first"}))
+    listener = server.pubsub()
+    listener.subscribe(failed)
+    assert listener.get_message(timeout=1)["type"] == "subscribe"
+    meta = json.dumps({"status": "FAILURE", "result": "boom"})
+    try:
+        fetch(
+            server,
+            "w1",
+            ["script_test"],
+            0,
+            acks=[(held, item) for _, item, _ in first],
+            results=[
+                (done, json.dumps({"status": "SUCCESS", "result": "again"}), 0),
+                (failed, meta, 60_000),
+            ],
+        )
+        assert server.llen(held) == 0
+        assert json.loads(server.get(done))["result"] == "first"
+        assert json.loads(server.get(failed)) == json.loads(meta)
+        assert 0 < server.pttl(failed) <= 60_000
+        assert server.ttl(done) == -1
+        assert listener.get_message(timeout=1)["data"] == meta.encode()
+    finally:
+        listener.close()
+        server.delete(done, failed)
 
 
 def test_queues_are_read_in_the_order_given(server):

@@ -3,12 +3,14 @@ Redis backend writes: the same stored meta and expiry, published to whoever wait
 stored SUCCESS never overwritten (fence celery-result-store)."""
 
 import json
+import threading
 import uuid
 
 import pytest
 import redis
 from celery import Celery, states
 
+from platform_core.broker import scripts
 from platform_core.tasks import results
 
 SKEW_SECONDS = 2  # a TTL read back a moment after the write
@@ -113,3 +115,74 @@ def test_a_pickled_result_takes_celerys_own_path(redis_url, client):
     assert client.info("commandstats")["cmdstat_setex"]["calls"] == setex_before + 1
     assert app.backend.get_task_meta(task_id)["result"] == {1, 2}
     app.close()
+
+
+class Monitor:
+    """Every command Redis runs while open (MONITOR), read by a thread."""
+
+    END = "result-store-test-monitor-end"
+
+    def __init__(self, redis_url):
+        self.client = redis.Redis.from_url(redis_url)
+        self.commands: list[tuple[str, str]] = []  # (client address:port, command)
+        self._monitor = self.client.monitor().__enter__()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        while True:
+            seen = self._monitor.next_command()
+            if self.END in seen["command"]:
+                return
+            client = f"{seen['client_address']}:{seen['client_port']}"
+            self.commands.append((client, seen["command"]))
+
+    def close(self) -> list[tuple[str, str]]:
+        self.client.echo(self.END)
+        self._thread.join(timeout=10)
+        self._monitor.__exit__(None, None, None)
+        self.client.close()
+        return self.commands
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_results_ride_on_its_acks(workers, redis_url, client):
+    """A task's final result goes back to the worker's main process and is stored in the
+    step that acknowledges its message (tasks.result_handback): inside the fetch script
+    that carries the ack, or in the ack's own pipeline (result script, then the LREM of
+    the held message, from the same connection) when no fetch is coming. The caller reads
+    the result as before; a retry's RETRY state, written while the task is still to run
+    again, is stored by the pool process at once."""
+    from celery_tasks.cert import drills
+    from celery_tasks.cert.probe import whoami
+
+    monitor = Monitor(redis_url)
+    try:
+        sent = [whoami.delay() for _ in range(10)]
+        retried = drills.retry_once.delay(f"handback-{uuid.uuid4()}", 0.2)
+        answers = [result.get(timeout=20) for result in sent]
+        assert retried.get(timeout=20) == 1
+    finally:
+        commands = monitor.close()
+    assert {answer["queue"] for answer in answers} == {"cert"}
+    for result in sent:
+        key = f"celery-task-meta-{result.id}"
+        # (twice when Redis answered NOSCRIPT first: the script is loaded, sent again)
+        writes = [i for i, (_, command) in enumerate(commands) if _is_write_of(key, command)]
+        assert writes
+        for at in writes:
+            connection, command = commands[at]
+            if scripts.FETCH.sha not in command:
+                assert scripts.STORE_RESULT.sha in command
+                then = next(c for who, c in commands[at + 1 :] if who == connection)
+                assert then.startswith("LREM platform:queue:cert:held:")
+        assert stored(client, result.id)["status"] == states.SUCCESS
+    retry_key = f"celery-task-meta-{retried.id}"
+    retry_writes = [c for _, c in commands if _is_write_of(retry_key, c) and '"RETRY"' in c]
+    assert retry_writes  # (twice if Redis answered NOSCRIPT first: loaded, sent again)
+    assert all(scripts.STORE_RESULT.sha in write for write in retry_writes)
+    assert stored(client, retried.id)["status"] == states.SUCCESS
+
+
+def _is_write_of(key, command):
+    return command.startswith("EVALSHA") and key in command

@@ -356,6 +356,25 @@ def _result_store():
     assert "expires = self.expires" in setter
 
 
+@structure("celery-result-handback")
+def _result_handback():
+    # tasks.result_handback wraps pool.apply_async as Celery's Request calls it: the trace
+    # function with the task id second, the callback that acknowledges getting
+    # (failed, retval, runtime) back.
+    request_cls = inspect.getsource(celery.worker.request.create_request_cls)
+    assert "apply_async = pool.apply_async" in request_cls
+    assert "args=(self.type, task_id, self.request_dict, self.body," in request_cls
+    assert "callback=self.on_success," in request_cls
+    assert "failed, retval, runtime = failed__retval__runtime" in request_cls
+    assert "self.acknowledge()" in request_cls
+    for trace in (celery.app.trace.fast_trace_task, celery.app.trace.trace_task_ret):
+        assert list(inspect.signature(trace).parameters)[:2] in (
+            ["task", "uuid"],
+            ["name", "uuid"],
+        )
+        assert "return (1, R, T) if I else (0, Rstr, T)" in inspect.getsource(trace)
+
+
 @structure("celery-consumer-bad-messages")
 def _consumer_handlers():
     # platform_core.tasks.consumer replaces these; Celery calls them by these names and
