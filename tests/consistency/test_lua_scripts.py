@@ -8,7 +8,12 @@ from platform_core.broker import keys, scripts
 from platform_core.errors import LeaseLost
 
 LUA = Path(scripts.__file__).parent / "lua"
-HELPERS = {"clock", "clock_checked", "mark_redelivered"}  # included by others, never run alone
+HELPERS = {
+    "clock",
+    "clock_checked",
+    "mark_redelivered",
+    "result_write",
+}  # included by others, never run alone
 
 
 def test_every_lua_file_is_a_script_or_an_included_helper():
