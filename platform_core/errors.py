@@ -61,6 +61,10 @@ class DelayTooLong(PlatformError, ValueError):
     """A countdown/ETA beyond the platform's sanity limit. Nothing was sent."""
 
 
+class BadTaskOption(PlatformError, ValueError):
+    """A task's platform option (e.g. unique_for) is wrong: its app does not start."""
+
+
 class BrokerUnavailable(PlatformError, ConnectionError):
     """The task could not be enqueued: the broker did not answer in time. Nothing was sent."""
 

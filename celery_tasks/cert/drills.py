@@ -24,3 +24,15 @@ def retry_once(self, token: str, countdown: float) -> int:
 def kill_worker() -> None:
     """Kills the pool process running it, every time: a poison message."""
     kill_own_process()
+
+
+@cert_app.task(bind=True, unique_for=30)
+def record_unique(self, token: str, seconds: float = 0) -> int:
+    """A unique task (tasks.unique): one per token at a time, for at most 30 s."""
+    return record_execution(token, self.request.id, seconds)
+
+
+@cert_app.task(bind=True, unique_for=30, unique_until="window")
+def record_unique_per_window(self, token: str, seconds: float = 0) -> int:
+    """A unique task kept for its whole window: once per token per 30 s."""
+    return record_execution(token, self.request.id, seconds)

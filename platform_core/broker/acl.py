@@ -89,6 +89,8 @@ _READ_ONLY = (
 # A sender declares the queue it sends to (kombu: LLEN for its size, SISMEMBER for its
 # binding, which only the queue's workers write: broker.channel's kombu-redis-bind).
 _PUSH = ("-@all", "+lpush", "+llen")
+# A sender's unique enqueue into another site's queue (lua/enqueue_unique.lua).
+_UNIQUE_SEND = ("-@all", "+evalsha", "+eval", "+script|load", "+get", "+set")
 # Sentinel's needs, as Redis' Sentinel documentation lists them.
 _SENTINEL = (
     "-@all",
@@ -157,10 +159,14 @@ def _selector(*rules: str) -> str:
     return "(" + " ".join(rules) + ")"
 
 
-def _pushes_to(queues: Iterable[str]) -> str:
-    """A selector: LPUSH, and nothing else, onto each of ``queues``."""
-    patterns = [pattern for queue in sorted(queues) for pattern in queue_lists(queue, "%W")]
-    return _selector(*patterns, *_PUSH)
+def _pushes_to(queues: Iterable[str]) -> tuple[str, str]:
+    """Selectors: LPUSH, and nothing else, onto each of ``queues``; and the uniqueness keys
+    of their rooms, through the unique enqueue (lua/enqueue_unique.lua: GET, SET, then
+    the LPUSH the first selector allows) — nothing else of those rooms."""
+    queues = sorted(queues)
+    patterns = [pattern for queue in queues for pattern in queue_lists(queue, "%W")]
+    uniques = [f"~{keys.Room(queue).unique_prefix}*" for queue in queues]
+    return _selector(*patterns, *_PUSH), _selector(*uniques, *_UNIQUE_SEND)
 
 
 def _events_and_control(db: int) -> tuple[str, ...]:
@@ -238,7 +244,7 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
             *_DATA,
             f"~{keys.BEAT_PREFIX}*",
             *_events_and_control(db),
-            _pushes_to(QUEUES),
+            *_pushes_to(QUEUES),
         )
     queue = user.removeprefix(WORKER_PREFIX)
     if user == queue or queue not in QUEUES:
@@ -258,7 +264,7 @@ def rules(user: str, sends: Mapping[str, Iterable[str]], db: int = 0) -> tuple[s
         # kombu's unacked index (what a version before leases left; fence
         # kombu-legacy-unacked-index): one for the four sites, so shared by their workers.
         f"~{LEGACY_INDEXES[LONG_RUNNING if queue == LONG_RUNNING else 'site'][0]}*",
-        *((_pushes_to(others),) if others else ()),
+        *(_pushes_to(others) if others else ()),
     )
 
 

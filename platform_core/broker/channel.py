@@ -37,8 +37,9 @@ from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
 from platform_core.broker.qos import ACK_BATCH_SECONDS, HAND_BACK, ORPHANED_ACKS, Held, QoS
 from platform_core.broker.rejections import report_rejection
-from platform_core.broker.scripts import ENQUEUE_ONCE, FETCH, PARK
+from platform_core.broker.scripts import ENQUEUE_ONCE, ENQUEUE_UNIQUE, FETCH, PARK, RELEASE_UNIQUE
 from platform_core.broker.sent_stamp import stamp
+from platform_core.broker.unique import record_holder, unique_of
 from platform_core.config.environment import DEFAULTS
 from platform_core.errors import (
     BROKER_ERRORS,
@@ -149,18 +150,23 @@ class Channel(kombu_redis.Channel):
             kwargs.pop("_publish_batch", None)  # sent alone: its reply says if it was sent
             self._put_once(queue, message, *once)
             return
+        unique = unique_of(message)
+        if unique is not None:
+            kwargs.pop("_publish_batch", None)  # sent alone: its reply names the holder
+            self._put_unique(queue, message, *unique)
+            return
         if not self.min_replicas or queue in self._expires:  # _expires: control replies
             return super()._put(queue, message, **kwargs)
         key = self._q_for_pri(queue, self._get_message_priority(message, False))
         payload = dumps(message)
-        self._replicated(queue, ("LPUSH", key, payload), ("LREM", key, 1, payload))
+        self._replicated(queue, ("LPUSH", key, payload), [("LREM", key, 1, payload)])
 
     def _put_once(self, queue, message, name, occurrence):
         key = self._q_for_pri(queue, self._get_message_priority(message, False))
         payload = dumps(message)
         keys_args = ((keys.ONCE,), (name, occurrence, payload, key))
         if self.min_replicas:
-            undo = ("LREM", key, 1, payload)
+            undo = [("LREM", key, 1, payload)]
             sent = self._replicated(queue, ENQUEUE_ONCE.command(*keys_args), undo, ENQUEUE_ONCE)
         else:
             with self.conn_or_acquire() as client:
@@ -172,6 +178,22 @@ class Channel(kombu_redis.Channel):
                 occurrence,
             )
 
+    def _put_unique(self, queue, message, name, window_ms):
+        key = self._q_for_pri(queue, self._get_message_priority(message, False))
+        payload = dumps(message)
+        task_id = message["headers"].get("id")
+        unique_key = keys.room(queue).unique(name)
+        keys_args = ((unique_key,), (task_id, window_ms, payload, key))
+        if self.min_replicas:
+            # Withdrawn if not replicated: the message, and the key if this send took it.
+            undo = [("LREM", key, 1, payload), RELEASE_UNIQUE.command((unique_key,), (task_id,))]
+            command = ENQUEUE_UNIQUE.command(*keys_args)
+            holder = self._replicated(queue, command, undo, ENQUEUE_UNIQUE)
+        else:
+            with self.conn_or_acquire() as client:
+                holder = ENQUEUE_UNIQUE(client, *keys_args)
+        record_holder(bytes_to_str(holder))
+
     @property
     def supports_batch_publish(self):
         # kombu's batches (Producer.batch) pipeline many publishes without a reply each;
@@ -181,7 +203,7 @@ class Channel(kombu_redis.Channel):
     def _replicated(self, queue, command, undo, script=None):
         """Run ``command`` (an enqueue); its reply once ``min_replicas`` replicas hold it
         (WAIT, in the same round trip and on the same connection). If they do not within
-        ``replica_timeout_ms``, the enqueue is withdrawn (``undo``) and NotReplicated
+        ``replica_timeout_ms``, the enqueue is withdrawn (``undo``: commands) and NotReplicated
         raised: the caller is told, not left believing in a copy a failover would lose."""
         with self.conn_or_acquire() as client:
             for attempt in (1, 2):
@@ -203,7 +225,8 @@ class Channel(kombu_redis.Channel):
             if confirmed >= self.min_replicas:
                 return reply
             try:
-                client.execute_command(*undo)
+                for withdraw in undo:
+                    client.execute_command(*withdraw)
             except BROKER_ERRORS as exc:
                 logger.warning("An unconfirmed enqueue to %s was not withdrawn: %s", queue, exc)
             raise NotReplicated(queue, self.min_replicas, confirmed=confirmed)

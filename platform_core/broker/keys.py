@@ -84,6 +84,13 @@ class Room:
     def attempts(self, task_id: str) -> str:  # deliveries of a redelivered message
         return f"{self.prefix}attempts:{task_id}"
 
+    @property
+    def unique_prefix(self) -> str:  # + a task's uniqueness name (tasks.unique)
+        return self.prefix + "unique:"
+
+    def unique(self, name: str) -> str:  # STRING: the id of the task holding the name
+        return self.unique_prefix + name
+
 
 @lru_cache(maxsize=256)
 def room(queue_key: str) -> Room:

@@ -93,6 +93,8 @@ PROMOTE = Script.read("promote")
 STAMP_TIME = Script.read("stamp_time")
 ENQUEUE_ONCE = Script.read("enqueue_once")
 STORE_RESULT = Script.read("store_result")
+ENQUEUE_UNIQUE = Script.read("enqueue_unique")
+RELEASE_UNIQUE = Script.read("release_unique")
 ALL = (
     FETCH,
     RENEW,
@@ -104,4 +106,6 @@ ALL = (
     STAMP_TIME,
     ENQUEUE_ONCE,
     STORE_RESULT,
+    ENQUEUE_UNIQUE,
+    RELEASE_UNIQUE,
 )

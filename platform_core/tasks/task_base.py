@@ -1,12 +1,15 @@
 """The base class of every platform task."""
 
 import logging
+from types import FunctionType
 
 from celery.contrib.django.task import DjangoTask
 from django.conf import settings
 
 from platform_core.broker.rejections import count_rejection, report_rejection
+from platform_core.broker.unique import UNIQUE_HEADER, take_holder
 from platform_core.errors import Rejection, TooManyAttempts, WrongArguments
+from platform_core.tasks import unique
 from platform_core.tasks.attempts import count_redelivery
 
 logger = logging.getLogger(__name__)
@@ -15,6 +18,47 @@ logger = logging.getLogger(__name__)
 class PlatformTask(DjangoTask):
     # Expected failures are logged as one line, without a traceback.
     throws = (WrongArguments, TooManyAttempts)
+    # Unique tasks (tasks.unique): @app.task(unique_for=SECONDS[, unique_key=f]
+    # [, unique_until="window"]).
+    unique_for = None
+    unique_key = None
+    unique_until = "finish"
+
+    @classmethod
+    def on_bound(cls, app):
+        super().on_bound(app)
+        key = cls.__dict__.get("unique_key")
+        if isinstance(key, FunctionType):  # a plain function: not to become a method
+            cls.unique_key = staticmethod(key)
+        unique.check_options(cls)
+
+    def apply_async(
+        self,
+        args=None,
+        kwargs=None,
+        task_id=None,
+        producer=None,
+        link=None,
+        link_error=None,
+        shadow=None,
+        **options,
+    ):
+        if self.unique_for is None or self.app.conf.task_always_eager:
+            return super().apply_async(
+                args, kwargs, task_id, producer, link, link_error, shadow, **options
+            )
+        headers = {**(options.pop("headers", None) or {})}
+        headers[UNIQUE_HEADER] = unique.header(self, args, kwargs)
+        take_holder()  # nothing left from an earlier send of this thread
+        sent = super().apply_async(
+            args, kwargs, task_id, producer, link, link_error, shadow, headers=headers, **options
+        )
+        holder = take_holder()
+        return sent if holder in (None, sent.id) else self.AsyncResult(holder)
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):
+        super().after_return(status, retval, task_id, args, kwargs, einfo)
+        unique.release_after(self, status, task_id)
 
     def __call__(self, *args, **kwargs):
         if self.request.delivery_info and self.request.delivery_info.get("redelivered"):

@@ -19,6 +19,7 @@ from celery import Celery
 from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from platform_core.broker import acl, keys, transport
 from platform_core.broker.leases import lease_keys
+from platform_core.broker.scripts import ENQUEUE_UNIQUE
 from platform_core.errors import SendNotAllowed
 
 SENDS = {"api": ["api", "long_running"]}  # api may not send to cert
@@ -185,6 +186,29 @@ def test_a_producer_outside_the_allow_list_gets_one_clear_line(acl_redis, passwo
     finally:
         app.close()
         acl_redis.client().delete("api", "long_running")
+
+
+def test_a_sender_takes_a_unique_key_only_where_it_may_push(acl_redis, passwords):
+    """A unique enqueue (lua/enqueue_unique.lua) onto a queue the sender may push to takes
+    that queue's uniqueness key; anywhere else it is refused, and the room's other keys
+    stay out of reach."""
+    api = login(acl_redis, passwords, acl.worker_user("api"))
+    admin = acl_redis.client()
+    allowed = keys.Room("long_running").unique("probe:1")
+    try:
+        first = ENQUEUE_UNIQUE(api, (allowed,), ("id-1", 60_000, b"{}", "long_running"))
+        second = ENQUEUE_UNIQUE(api, (allowed,), ("id-2", 60_000, b"{}", "long_running"))
+        assert (first, second) == (b"id-1", b"id-1")
+        assert admin.llen("long_running") == 1
+        other = keys.Room("cert").unique("probe:1")
+        assert refused(lambda: ENQUEUE_UNIQUE(api, (other,), ("id-3", 60_000, b"{}", "cert")))
+        assert refused(lambda: api.set(other, "id-3"))
+        room = keys.Room("long_running")
+        assert refused(lambda: api.zrange(room.delayed("long_running"), 0, -1))
+        assert refused(lambda: api.hset(room.clock, "offset", 1))
+        assert not admin.exists(other)
+    finally:
+        admin.delete("long_running", allowed)
 
 
 def test_beat_may_push_to_every_queue_and_read_none(acl_redis, passwords, cert_state):
