@@ -13,6 +13,7 @@ BUILT_IN = {
     errors.BadMessage: ValueError,
     errors.DelayTooLong: ValueError,
     errors.BadSiteName: ValueError,
+    errors.BadTaskOption: ValueError,
     errors.WrongArguments: TypeError,
     errors.TooManyAttempts: RuntimeError,
     errors.BrokerUnavailable: ConnectionError,
