@@ -65,6 +65,10 @@ class BadTaskOption(PlatformError, ValueError):
     """A task's platform option (e.g. unique_for) is wrong: its app does not start."""
 
 
+class UnknownTask(PlatformError, LookupError):
+    """A task id to cancel is nowhere in the queues: nothing was cancelled."""
+
+
 class BrokerUnavailable(PlatformError, ConnectionError):
     """The task could not be enqueued: the broker did not answer in time. Nothing was sent."""
 

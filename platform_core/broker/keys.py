@@ -85,6 +85,10 @@ class Room:
         return f"{self.prefix}attempts:{task_id}"
 
     @property
+    def cancelled(self) -> str:  # ZSET task id -> when it was cancelled (ms, the room's clock)
+        return self.prefix + "cancelled"
+
+    @property
     def unique_prefix(self) -> str:  # + a task's uniqueness name (tasks.unique)
         return self.prefix + "unique:"
 

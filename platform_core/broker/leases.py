@@ -30,7 +30,7 @@ import uuid
 
 import redis
 
-from platform_core.broker import keys
+from platform_core.broker import cancellations, keys
 from platform_core.broker.scripts import RELEASE, RENEW, SWEEP
 
 
@@ -79,6 +79,9 @@ class Lease:
         self.room: keys.Room | None = None
         self._stop = threading.Event()
         self._thread = None
+        # Cancellations heard: the latest one's time (ms; at its start a worker hears of
+        # every one kept) and the ids recorded at that very ms (the next look includes it).
+        self._cancelled_since, self._heard_last = 0, set()
 
     def take(self, sources) -> None:
         """Record the queue keys this worker takes from and (re)take the lease now."""
@@ -92,6 +95,7 @@ class Lease:
         (self.room,) = rooms
         self.sources = sorted(set(self.sources) | set(sources))
         self._renew(new=True)
+        self.hear_cancellations()
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._run, name=f"lease {self.worker_id}", daemon=True
@@ -123,6 +127,20 @@ class Lease:
         )
         return bool(held)
 
+    def hear_cancellations(self) -> None:
+        """Tell the listeners (the worker's consumer) which tasks of this queue were
+        cancelled since the last look (broker.cancellations)."""
+        seen = cancellations.since(self.client, self.room, self._cancelled_since)
+        new = [task_id for task_id, _ in seen if task_id not in self._heard_last]
+        if seen:
+            latest = seen[-1][1]
+            at_latest = {task_id for task_id, when in seen if when == latest}
+            if latest == self._cancelled_since:
+                at_latest |= self._heard_last
+            self._cancelled_since, self._heard_last = latest, at_latest
+        if new:
+            cancellations.tell_listeners(new)
+
     def sweep(self) -> int:
         """Hand the messages of every expired lease back to their queues; how many."""
         restored = 0
@@ -145,6 +163,7 @@ class Lease:
             try:
                 if not self._renew():
                     self.renew_after_loss()
+                self.hear_cancellations()
                 self.sweep()
             except redis.RedisError as exc:
                 logger.warning("Lease %s not renewed: %s (retrying)", self.worker_id, exc)

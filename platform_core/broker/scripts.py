@@ -95,6 +95,7 @@ ENQUEUE_ONCE = Script.read("enqueue_once")
 STORE_RESULT = Script.read("store_result")
 ENQUEUE_UNIQUE = Script.read("enqueue_unique")
 RELEASE_UNIQUE = Script.read("release_unique")
+CANCEL = Script.read("cancel")
 ALL = (
     FETCH,
     RENEW,
@@ -108,4 +109,5 @@ ALL = (
     STORE_RESULT,
     ENQUEUE_UNIQUE,
     RELEASE_UNIQUE,
+    CANCEL,
 )

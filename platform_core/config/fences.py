@@ -256,6 +256,21 @@ OVERRIDES = (
         "and on the trace function's arguments (task id second) and return.",
     ),
     Override(
+        "celery-worker-revoke",
+        "celery",
+        (
+            "celery.worker.state.revoked",
+            "celery.worker.state.requests",
+            "celery.worker.control._revoke",
+            "celery.worker.request.Request.terminate",
+        ),
+        ("platform_core.tasks.cancellation:_stop",),
+        "a cancellation heard from Redis is Celery's revoke in this worker only (what the "
+        "`revoke` control command does, without a broadcast a site's credentials may not "
+        "send): the id in the revoked set, a reserved or running request terminated with "
+        "the soft time limit's signal.",
+    ),
+    Override(
         "celery-consumer-bad-messages",
         "celery",
         (

@@ -32,6 +32,7 @@ from platform_core.broker.rejections import report_rejection
 from platform_core.config import timeouts
 from platform_core.config.drills import DRILLS_OFF, is_drill
 from platform_core.errors import BROKER_ERRORS, BadMessage, Rejection
+from platform_core.tasks import cancellation
 
 logger = logging.getLogger("platform_core.rejected")
 
@@ -48,6 +49,10 @@ def _context(message) -> dict:
 
 class PlatformConsumer(Consumer):
     _event_flush_pending = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        cancellation.listen(self)  # stop the tasks cancelled in this queue (Redis-kept)
 
     # fence: celery-consumer-reconnect
     def ensure_connected(self, conn):

@@ -4,12 +4,13 @@ import logging
 from types import FunctionType
 
 from celery.contrib.django.task import DjangoTask
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 
 from platform_core.broker.rejections import count_rejection, report_rejection
 from platform_core.broker.unique import UNIQUE_HEADER, take_holder
 from platform_core.errors import Rejection, TooManyAttempts, WrongArguments
-from platform_core.tasks import unique
+from platform_core.tasks import cancellation, unique
 from platform_core.tasks.attempts import count_redelivery
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,16 @@ class PlatformTask(DjangoTask):
                     id=self.request.id,
                 )
             raise WrongArguments(str(exc)) from None
-        return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        except SoftTimeLimitExceeded:
+            if not self.request.is_eager and cancellation.is_cancelled(
+                self.app.conf.task_default_queue, self.request.id
+            ):
+                # Cancelled (tasks.cancellation): its worker marked it REVOKED and
+                # acknowledged it; no FAILURE is stored over that.
+                raise Ignore() from None
+            raise
 
     def _refuse_if_poison(self) -> None:
         attempts = count_redelivery(self.app.conf.task_default_queue, self.request.id)

@@ -14,6 +14,7 @@ BUILT_IN = {
     errors.DelayTooLong: ValueError,
     errors.BadSiteName: ValueError,
     errors.BadTaskOption: ValueError,
+    errors.UnknownTask: LookupError,
     errors.WrongArguments: TypeError,
     errors.TooManyAttempts: RuntimeError,
     errors.BrokerUnavailable: ConnectionError,

@@ -375,6 +375,22 @@ def _result_handback():
         assert "return (1, R, T) if I else (0, Rstr, T)" in inspect.getsource(trace)
 
 
+@structure("celery-worker-revoke")
+def _worker_revoke():
+    # tasks.cancellation._stop does what the revoke control command does for one worker.
+    from celery.worker import control, request
+
+    revoke = inspect.getsource(control._revoke)
+    assert "worker_state.revoked.update(task_ids)" in revoke
+    assert "for request in _find_requests_by_id(task_ids):" in revoke
+    assert "request.terminate(state.consumer.pool, signal=signum)" in revoke
+    finder = inspect.getsource(control._find_requests_by_id)
+    assert "get_request=worker_state.requests.__getitem__" in finder
+    terminate = inspect.getsource(request.Request.terminate)
+    assert "pool.terminate_job(self.worker_pid, signal)" in terminate
+    assert "self._terminate_on_ack = pool, signal" in terminate
+
+
 @structure("celery-consumer-bad-messages")
 def _consumer_handlers():
     # platform_core.tasks.consumer replaces these; Celery calls them by these names and
