@@ -12,6 +12,8 @@ import redis
 from platform_core.broker import keys
 from platform_core.broker.scripts import CANCEL
 
+# How often a consuming worker looks for new cancellations in its queue's room.
+HEAR_SECONDS = 1.0
 # Items read per LRANGE/ZRANGE while looking for a task: Redis is never busy for long.
 SCAN_CHUNK = 500
 

@@ -27,6 +27,7 @@ import os
 import socket
 import threading
 import uuid
+from time import monotonic
 
 import redis
 
@@ -157,14 +158,18 @@ class Lease:
                 return restored
 
     def _run(self) -> None:
-        # Renew three times per lease; sweep at least as often (both are one script).
+        # Renew three times per lease; sweep at least as often (both are one script);
+        # look for cancellations every HEAR_SECONDS (one ZRANGEBYSCORE).
         tick = min(self.milliseconds / 3000, self.sweep_seconds)
-        while not self._stop.wait(tick):
+        renew_at = monotonic() + tick
+        while not self._stop.wait(min(tick, cancellations.HEAR_SECONDS)):
             try:
-                if not self._renew():
-                    self.renew_after_loss()
+                if monotonic() >= renew_at:
+                    renew_at = monotonic() + tick
+                    if not self._renew():
+                        self.renew_after_loss()
+                    self.sweep()
                 self.hear_cancellations()
-                self.sweep()
             except redis.RedisError as exc:
                 logger.warning("Lease %s not renewed: %s (retrying)", self.worker_id, exc)
 

@@ -156,14 +156,21 @@ def _counters(snapshot: Snapshot):
         "Messages handed back to their queue after their worker's lease expired",
         labels=["queue"],
     )
+    cancelled = GaugeMetricFamily(
+        "platform_cancelled_tasks",
+        "Cancellations kept in the queue's room (manage.py cancel; kept for "
+        "PLATFORM_MAX_DELAY_SECONDS, so a redelivered or late message is still dropped)",
+        labels=["queue"],
+    )
     for stats in snapshot.queues.values():
+        cancelled.add_metric([stats.queue], stats.cancelled)
         # Every reason the platform can give, from zero (a rate shows from the first
         # refusal); a reason counted by another version is still shown.
         for reason in [*Rejection, *(r for r in stats.rejected if r not in set(Rejection))]:
             rejected.add_metric([stats.queue, str(reason)], stats.rejected.get(reason, 0))
         poison.add_metric([stats.queue], stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0))
         redelivered.add_metric([stats.queue], stats.redelivered)
-    yield from (rejected, poison, redelivered)
+    yield from (rejected, poison, redelivered, cancelled)
 
 
 def _workers(snapshot: Snapshot):

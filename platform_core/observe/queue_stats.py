@@ -37,6 +37,7 @@ class QueueStats:
     consumers: int = 0  # workers with a live lease taking from this queue
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     redelivered: int = 0  # handed back after their worker's lease expired
+    cancelled: int = 0  # cancellations kept in its room (tasks.cancellation)
 
     @property
     def depth(self) -> int:
@@ -79,6 +80,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
             pipe.zrange(room.leases, 0, -1, withscores=True)
             for name in (room.lease_sources, room.lease_renewed, room.rejected, room.redelivered):
                 pipe.hgetall(name)
+            pipe.zcard(room.cancelled)
         pipe.get(keys.BEAT_LEADER).get(keys.BEAT_TICK)
         replies = iter(pipe.execute())
     (seconds, micros), beat_offset = next(replies), next(replies)
@@ -95,6 +97,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
                 heads[key] = head
         leases = {bytes_to_str(worker): expiry for worker, expiry in next(replies)}
         sources, renewed, rejected, redelivered = (_text_hash(next(replies)) for _ in range(4))
+        cancelled = next(replies)
         stats[queue] = QueueStats(
             queue,
             waiting,
@@ -104,6 +107,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
             next_due_in=max(0.0, (min(due) - now) / 1000) if due else None,
             rejected={reason: int(count) for reason, count in rejected.items()},
             redelivered=sum(int(count) for count in redelivered.values()),
+            cancelled=cancelled,
         )
         for worker_id, expiry in leases.items():
             worker = WorkerStats(

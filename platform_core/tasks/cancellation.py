@@ -5,7 +5,7 @@
   ``task-revoked`` event sent (Flower shows it).
 - **Held by a worker** (running, or reserved in its prefetch window): the cancellation is
   recorded in the queue's room (``platform:queue:<queue>:cancelled``); the worker hears
-  it within a third of its lease (its lease thread reads the room, broker.leases) and
+  it within ``HEAR_SECONDS`` (1 s: its lease thread reads the room, broker.leases) and
   stops the task through Celery's soft time limit path (SIGUSR1: the task gets
   ``SoftTimeLimitExceeded`` and may clean up), or drops it before it starts. Celery marks
   it REVOKED, acknowledges the message and sends ``task-revoked``; the message is not
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
+from redis.exceptions import NoPermissionError
 
 from platform_core.broker import cancellations, clients, keys
 from platform_core.broker.transport import priority_keys
@@ -49,7 +50,7 @@ class Cancelled:
             return f"{self.task_id}: removed from {self.queue} before it ran (REVOKED)"
         return (
             f"{self.task_id}: held by worker {self.held_by} on {self.queue}; it stops the "
-            "task (soft time limit) or drops it before it starts, within a second or two"
+            "task (soft time limit) or drops it before it starts, within a second"
         )
 
 
@@ -60,10 +61,14 @@ def cancel(task_id: str, queue: str | None = None) -> Cancelled:
     if queue is not None and queue not in QUEUES:
         raise UnknownTask(f"no queue {queue!r}; the queues are {', '.join(QUEUES)}")
     client = clients.shared()
-    searched = [queue] if queue else list(QUEUES)
+    searched, closed = [queue] if queue else list(QUEUES), []
     for name in searched:
-        removed = cancellations.take_waiting(client, priority_keys(name).values(), task_id)
-        holder = None if removed else cancellations.held_by(client, name, task_id)
+        try:
+            removed = cancellations.take_waiting(client, priority_keys(name).values(), task_id)
+            holder = None if removed else cancellations.held_by(client, name, task_id)
+        except NoPermissionError:
+            closed.append(name)  # a site's credentials reach its own queue only (broker.acl)
+            continue
         if removed or holder:
             cancellations.record(client, name, task_id, settings.PLATFORM_MAX_DELAY_SECONDS)
             if removed:
@@ -71,9 +76,16 @@ def cancel(task_id: str, queue: str | None = None) -> Cancelled:
             outcome = Cancelled(task_id, name, len(removed), holder)
             logger.info("Cancelled %s", outcome)
             return outcome
+    looked = [name for name in searched if name not in closed]
+    if not looked:
+        raise UnknownTask(
+            f"{task_id}: this process's Redis user may not touch {', '.join(closed)} "
+            "(broker.acl); cancel from that site, or as the operator; nothing was cancelled"
+        )
     raise UnknownTask(
         f"no task {task_id} is waiting, delayed or held by a worker in "
-        f"{', '.join(searched)}{_finished(client, task_id)}; nothing was cancelled"
+        f"{', '.join(looked)}{_finished(client, task_id)}; nothing was cancelled"
+        + (f" (not searched, this Redis user may not: {', '.join(closed)})" if closed else "")
     )
 
 

@@ -97,10 +97,12 @@ def test_counters_land_on_their_queue(client):
     client.hincrby(keys.Room("stats_a").rejected, "bad-body", 2)
     client.hincrby(keys.Room("stats_b").redelivered, priority_keys("stats_b")[3], 4)
     client.hincrby(keys.Room("stats_b").redelivered, "stats_b", 1)
+    client.zadd(keys.Room("stats_a").cancelled, {"task-1": 1, "task-2": 2})
     snapshot = read_snapshot(client, QUEUES)
     assert snapshot.queues["stats_a"].rejected == {"bad-body": 2}
     assert snapshot.queues["stats_b"].rejected == {}
     assert snapshot.queues["stats_b"].redelivered == 5
+    assert (snapshot.queues["stats_a"].cancelled, snapshot.queues["stats_b"].cancelled) == (2, 0)
 
 
 def test_the_beat_leader_and_its_last_tick(client):

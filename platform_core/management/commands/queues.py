@@ -47,7 +47,7 @@ def render_broker(state: BrokerState) -> str:
 
 def render(snapshot: Snapshot) -> str:
     header = ("queue", "waiting", "oldest", "in flight", "delayed", "next due", "workers")
-    header += ("rejected", "poison", "redelivered")
+    header += ("rejected", "poison", "redelivered", "cancelled")
     rows = [header]
     for stats in snapshot.queues.values():
         oldest = duration(stats.oldest_age) if stats.depth else "-"
@@ -66,6 +66,7 @@ def render(snapshot: Snapshot) -> str:
                 str(rejected),
                 str(stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0)),
                 str(stats.redelivered),
+                str(stats.cancelled),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
