@@ -65,6 +65,10 @@ class BadTaskOption(PlatformError, ValueError):
     """A task's platform option (e.g. unique_for) is wrong: its app does not start."""
 
 
+class BadRate(PlatformError, ValueError):
+    """A rate limit that does not parse: nothing was changed."""
+
+
 class UnknownTask(PlatformError, LookupError):
     """A task id to cancel is nowhere in the queues: nothing was cancelled."""
 

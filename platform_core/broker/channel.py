@@ -31,11 +31,12 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
-from platform_core.broker import envelope, keys
+from platform_core.broker import envelope, keys, rate_limits
 from platform_core.broker.delays import Promoter, delay_of, should_park
 from platform_core.broker.leases import Lease
 from platform_core.broker.message_checks import check_envelope
 from platform_core.broker.qos import ACK_BATCH_SECONDS, HAND_BACK, ORPHANED_ACKS, Held, QoS
+from platform_core.broker.rate_limits import Limits
 from platform_core.broker.rejections import report_rejection
 from platform_core.broker.scripts import ENQUEUE_ONCE, ENQUEUE_UNIQUE, FETCH, PARK, RELEASE_UNIQUE
 from platform_core.broker.sent_stamp import stamp
@@ -89,6 +90,7 @@ class Channel(kombu_redis.Channel):
     replica_timeout_ms = DEFAULTS.broker_replica_timeout_ms
     _lease = None
     _promoter = None
+    _limits = None  # rate_limits.Limits of the consumed queue
     _sync_client = None
     _fetch_command = "BRPOP"
     _blmove_source = None
@@ -118,8 +120,10 @@ class Channel(kombu_redis.Channel):
                 )
             sources = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
             self._lease.take(sources)
+            if self._limits is None:
+                self._limits = Limits(queue)
             if self._promoter is None:
-                self._promoter = Promoter(self._create_client(), f"promoter {queue}")
+                self._promoter = Promoter(self._create_client(), f"promoter {queue}", self._limits)
             self._promoter.watch(sources)
         return consumer_tag
 
@@ -478,6 +482,8 @@ class Channel(kombu_redis.Channel):
             if should_park(delay):  # e.g. a far ETA from a plain Celery client
                 self._park_held(held, delay, parsed)
                 return
+            if not self._admitted(held, parsed):
+                return  # it waits at its rate limit's gate (or was swept meanwhile)
             self.qos.held[tag] = held
         try:
             self.connection._deliver(parsed, dest)
@@ -495,6 +501,20 @@ class Channel(kombu_redis.Channel):
             else:
                 reason, detail = Rejection.UNEXPECTED, f"{type(exc).__name__}: {exc}"
             report_rejection(dest, reason, detail, **envelope.context(parsed, item))
+
+    def _admitted(self, held, parsed) -> bool:
+        """Whether a delivery may run now under its rate limit (rate_limits): one that
+        was released at its slot does; another asks for a slot, or waits at the gate."""
+        if self._limits is None or rate_limits.slot_of(parsed) is not None:
+            return True
+        headers = parsed.get("headers")
+        limited = self._limits.for_task(
+            str(headers.get("task") if isinstance(headers, dict) else "")
+        )
+        if limited is None:
+            return True
+        with self.conn_or_acquire() as client:
+            return rate_limits.admit(client, self._limits, *limited, held.key, held.raw) == 1
 
     def _park_held(self, held, delay, parsed):
         """Move a delivery due later than the horizon from our held list to its delayed set."""

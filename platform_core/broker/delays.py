@@ -22,7 +22,7 @@ from time import time
 
 import redis
 
-from platform_core.broker import keys
+from platform_core.broker import keys, rate_limits
 from platform_core.broker.scripts import PROMOTE
 from platform_core.errors import DelayTooLong
 
@@ -89,11 +89,13 @@ def check_delay(name: str, countdown, eta, limit_seconds: int) -> None:
 
 
 class Promoter:
-    """Moves due messages of one worker's queues from their delayed sets, in a thread."""
+    """Moves due messages of one worker's queues from their delayed sets, in a thread; and
+    releases the deliveries waiting at the queue's rate-limit gates at their slots."""
 
-    def __init__(self, client: redis.Redis, name: str):
+    def __init__(self, client: redis.Redis, name: str, limits=None):
         self.client = client
         self.name = name
+        self.limits = limits  # rate_limits.Limits of the queue
         self.keys: list[str] = []  # (delayed set, queue list) pairs, flattened
         self._stop = threading.Event()
         self._thread = None
@@ -105,6 +107,13 @@ class Promoter:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
+
+    def release_gates(self) -> float:
+        """Release what waits at the rate-limit gates; seconds until the next release."""
+        if self.limits is None:
+            return -1.0
+        self.limits.reload(self.client)
+        return rate_limits.release(self.client, self.limits, keys.delayed(self.limits.queue))
 
     def promote(self) -> float:
         """Move every due message now; seconds until the next one is due (-1: none)."""
@@ -119,7 +128,10 @@ class Promoter:
         wait, failing = 0.0, False
         while not self._stop.wait(wait):
             try:
+                gates = self.release_gates()
                 next_due = self.promote()
+                if gates >= 0:
+                    next_due = gates if next_due < 0 else min(next_due, gates)
             except redis.RedisError as exc:
                 if not failing:  # once per outage, not once per poll
                     logger.warning("Delayed messages not moved: %s (retrying)", exc)

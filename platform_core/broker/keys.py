@@ -85,6 +85,16 @@ class Room:
         return f"{self.prefix}attempts:{task_id}"
 
     @property
+    def rates(self) -> str:  # HASH task name (or ALL_TASKS) -> its rate limit, set at runtime
+        return self.prefix + "rates"
+
+    def rate_slot(self, name: str) -> str:  # STRING: the limit's next free slot (ms)
+        return f"{self.prefix}rate:{name}"
+
+    def gate(self, name: str) -> str:  # LIST: deliveries waiting for the limit's slots
+        return f"{self.prefix}gate:{name}"
+
+    @property
     def cancelled(self) -> str:  # ZSET task id -> when it was cancelled (ms, the room's clock)
         return self.prefix + "cancelled"
 

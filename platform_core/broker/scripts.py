@@ -96,6 +96,8 @@ STORE_RESULT = Script.read("store_result")
 ENQUEUE_UNIQUE = Script.read("enqueue_unique")
 RELEASE_UNIQUE = Script.read("release_unique")
 CANCEL = Script.read("cancel")
+ADMIT = Script.read("admit")
+GATE = Script.read("gate")
 ALL = (
     FETCH,
     RENEW,
@@ -110,4 +112,6 @@ ALL = (
     ENQUEUE_UNIQUE,
     RELEASE_UNIQUE,
     CANCEL,
+    ADMIT,
+    GATE,
 )

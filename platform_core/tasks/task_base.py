@@ -7,8 +7,10 @@ from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 
+from platform_core.broker import rate_limits
 from platform_core.broker.rejections import count_rejection, report_rejection
 from platform_core.broker.unique import UNIQUE_HEADER, take_holder
+from platform_core.config.rates import Rate
 from platform_core.errors import Rejection, TooManyAttempts, WrongArguments
 from platform_core.tasks import cancellation, unique
 from platform_core.tasks.attempts import count_redelivery
@@ -24,6 +26,9 @@ class PlatformTask(DjangoTask):
     unique_for = None
     unique_key = None
     unique_until = "finish"
+    # A rate limit across every worker and host (broker.rate_limits): "20/s", "100/m", …
+    # Changed at runtime with manage.py ratelimit; Celery's own rate_limit is per worker.
+    global_rate_limit = None
 
     @classmethod
     def on_bound(cls, app):
@@ -32,6 +37,9 @@ class PlatformTask(DjangoTask):
         if isinstance(key, FunctionType):  # a plain function: not to become a method
             cls.unique_key = staticmethod(key)
         unique.check_options(cls)
+        if cls.global_rate_limit is not None:
+            rate = Rate.parse(cls.global_rate_limit, f"{cls.name}: global_rate_limit")
+            rate_limits.DEFAULTS.setdefault(app.conf.task_default_queue, {})[cls.name] = rate
 
     def apply_async(
         self,

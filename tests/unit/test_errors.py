@@ -15,6 +15,7 @@ BUILT_IN = {
     errors.BadSiteName: ValueError,
     errors.BadTaskOption: ValueError,
     errors.UnknownTask: LookupError,
+    errors.BadRate: ValueError,
     errors.WrongArguments: TypeError,
     errors.TooManyAttempts: RuntimeError,
     errors.BrokerUnavailable: ConnectionError,
