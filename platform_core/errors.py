@@ -66,7 +66,7 @@ class BadTaskOption(PlatformError, ValueError):
 
 
 class BadRate(PlatformError, ValueError):
-    """A rate limit that does not parse: nothing was changed."""
+    """A rate limit that does not parse (its rate, or what it limits): nothing changed."""
 
 
 class UnknownTask(PlatformError, LookupError):

@@ -36,3 +36,9 @@ def record_unique(self, token: str, seconds: float = 0) -> int:
 def record_unique_per_window(self, token: str, seconds: float = 0) -> int:
     """A unique task kept for its whole window: once per token per 30 s."""
     return record_execution(token, self.request.id, seconds)
+
+
+@cert_app.task(bind=True, global_rate_limit="20/s")
+def record_limited(self, token: str, seconds: float = 0) -> int:
+    """Rate-limited across every worker and host (broker.rate_limits): 20 a second."""
+    return record_execution(token, self.request.id, seconds)

@@ -18,6 +18,7 @@ import redis
 
 from platform_core.broker import keys
 from platform_core.broker.scripts import ADMIT, GATE
+from platform_core.config.queues import QUEUES, queue_for_task_name
 from platform_core.config.rates import Rate
 from platform_core.errors import BadRate
 
@@ -30,6 +31,29 @@ RELEASE_BATCH = 500
 
 # queue -> name (task, or ALL_TASKS) -> its default rate, registered by this process.
 DEFAULTS: dict[str, dict[str, Rate]] = {}
+
+
+def target_of(name: str) -> tuple[str, str]:
+    """(queue, limit name) of a task name, or of a queue (its limit for all its tasks)."""
+    if name in QUEUES:
+        return name, ALL_TASKS
+    queue = queue_for_task_name(name)
+    if queue is None:
+        raise BadRate(
+            f"{name!r} is neither a queue ({', '.join(QUEUES)}) nor a platform task name "
+            "(celery_tasks.<queue>.<module>.<function>)"
+        )
+    return queue, name
+
+
+def store(client: redis.Redis, name: str, rate: Rate | None) -> None:
+    """Set (or, with None, clear) the runtime limit of a task or a queue; its workers
+    apply it within RELOAD_SECONDS + RELEASE_AHEAD_MS."""
+    queue, field = target_of(name)
+    if rate is None:
+        client.hdel(keys.Room(queue).rates, field)
+    else:
+        client.hset(keys.Room(queue).rates, field, str(rate))
 
 
 class Limits:

@@ -1,31 +1,20 @@
-"""Rate limits across every worker and host, changed at runtime (broker.rate_limits)."""
+"""Global rate limits changed at runtime (broker.rate_limits; the admin edits the same)."""
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.broker import clients, keys, rate_limits
-from platform_core.config.queues import QUEUES, queue_for_task_name
-from platform_core.config.rates import Rate
-from platform_core.errors import BROKER_ERRORS, BadRate
-
-
-def _target(name: str) -> tuple[str, str]:
-    """(queue, limit name) of a task name, or of a queue (its limit for all its tasks)."""
-    if name in QUEUES:
-        return name, rate_limits.ALL_TASKS
-    queue = queue_for_task_name(name)
-    if queue is None:
-        raise CommandError(
-            f"{name!r} is neither a queue ({', '.join(QUEUES)}) nor a platform task name "
-            "(celery_tasks.<queue>.<module>.<function>)"
-        )
-    return queue, name
+from platform_core.broker import rate_limits
+from platform_core.config.queues import QUEUES
+from platform_core.errors import BROKER_ERRORS
+from platform_core.models import RateLimit
 
 
 class Command(BaseCommand):
     help = (
-        "Rate limits that hold across every worker and host: set NAME RATE (NAME a task "
-        "or a whole queue, RATE N/s, N/m or N/h), clear NAME (back to the task's "
-        "global_rate_limit, if any), list. Workers apply a change within ~3 s."
+        "Rate limits that hold across every worker and host: set NAME RATE (NAME a task, "
+        "or a queue for all its tasks without a limit of their own; RATE N/s, N/m or "
+        "N/h), clear NAME (back to the task's global_rate_limit, if any), list. Workers "
+        "apply a change within ~3 s."
     )
 
     def add_arguments(self, parser):
@@ -37,37 +26,33 @@ class Command(BaseCommand):
         sub.add_parser("list")
 
     def handle(self, *args, **options):
-        client = clients.shared()
         try:
             if options["action"] == "list":
-                return self._list(client)
-            queue, name = _target(options["name"])
-            room = keys.Room(queue)
+                return self._list()
+            name = options["name"]
             if options["action"] == "clear":
-                client.hdel(room.rates, name)
-                self.stdout.write(f"{options['name']}: runtime limit cleared")
+                deleted = [limit.delete() for limit in RateLimit.objects.filter(name=name)]
+                self.stdout.write(f"{name}: {'cleared' if deleted else 'had no runtime limit'}")
                 return None
-            try:
-                rate = Rate.parse(options["rate"], options["name"])
-            except BadRate as exc:
-                raise CommandError(str(exc)) from None
-            client.hset(room.rates, name, str(rate))
-            self.stdout.write(f"{options['name']}: {rate} across every worker")
-            return None
+            limit = RateLimit.objects.filter(name=name).first() or RateLimit(name=name)
+            limit.rate = options["rate"]
+            limit.save()
+            self.stdout.write(f"{name}: {limit.rate} across every worker")
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         except BROKER_ERRORS as exc:
             raise CommandError(f"the broker did not answer ({exc}); nothing changed") from exc
+        return None
 
-    def _list(self, client):
+    def _list(self):
         from platform_core.tasks.registry import platform_apps
 
         for app in platform_apps().values():
             app.finalize(auto=True)  # binds the tasks: their global_rate_limit registers
+        rows = [(limit.name, limit.rate, "runtime") for limit in RateLimit.objects.all()]
         for queue in QUEUES:
-            runtime = {
-                k.decode(): v.decode() for k, v in client.hgetall(keys.Room(queue).rates).items()
-            }
-            defaults = {n: str(r) for n, r in rate_limits.DEFAULTS.get(queue, {}).items()}
-            for name in sorted(set(runtime) | set(defaults)):
+            for name, rate in rate_limits.DEFAULTS.get(queue, {}).items():
                 shown = queue if name == rate_limits.ALL_TASKS else name
-                source = "runtime" if name in runtime else "code"
-                self.stdout.write(f"{shown}  {runtime.get(name, defaults.get(name))}  ({source})")
+                rows.append((shown, str(rate), "code: the task's global_rate_limit"))
+        for name, rate, source in sorted(rows):
+            self.stdout.write(f"{name}  {rate}  ({source})")
