@@ -18,7 +18,7 @@ due time with ``TIME``: every due-time decision is made on Redis' clock.
 import logging
 import threading
 from datetime import UTC, datetime
-from time import time
+from time import monotonic, time
 
 import redis
 
@@ -125,13 +125,18 @@ class Promoter:
                 return next_ms / 1000 if next_ms >= 0 else -1.0
 
     def _run(self) -> None:
-        wait, failing = 0.0, False
+        wait, failing, gates_at = 0.0, False, 0.0
         while not self._stop.wait(wait):
             try:
-                gates = self.release_gates()
+                if monotonic() >= gates_at:
+                    gates = self.release_gates()
+                    gates_at = monotonic() + max(
+                        rate_limits.RELEASE_EVERY_SECONDS,
+                        gates if gates >= 0 else PROMOTE_POLL_SECONDS,
+                    )
                 next_due = self.promote()
-                if gates >= 0:
-                    next_due = gates if next_due < 0 else min(next_due, gates)
+                to_gates = max(0.0, gates_at - monotonic())
+                next_due = to_gates if next_due < 0 else min(next_due, to_gates)
             except redis.RedisError as exc:
                 if not failing:  # once per outage, not once per poll
                     logger.warning("Delayed messages not moved: %s (retrying)", exc)

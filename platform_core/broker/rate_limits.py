@@ -28,6 +28,8 @@ RELOAD_SECONDS = 1.0
 # Slots taken ahead when releasing: a limit changed at runtime applies within this.
 RELEASE_AHEAD_MS = 2000
 RELEASE_BATCH = 500
+# A promoter releases at most this often (each release takes the slots of RELEASE_AHEAD_MS).
+RELEASE_EVERY_SECONDS = 0.25
 
 # queue -> name (task, or ALL_TASKS) -> its default rate, registered by this process.
 DEFAULTS: dict[str, dict[str, Rate]] = {}
