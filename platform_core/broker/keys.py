@@ -95,6 +95,10 @@ class Room:
         return f"{self.prefix}gate:{name}"
 
     @property
+    def gated(self) -> str:  # HASH limit name -> deliveries waiting at its gate
+        return self.prefix + "gated"
+
+    @property
     def cancelled(self) -> str:  # ZSET task id -> when it was cancelled (ms, the room's clock)
         return self.prefix + "cancelled"
 

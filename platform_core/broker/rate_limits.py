@@ -99,8 +99,8 @@ def admit(client, limits: Limits, name: str, rate: Rate, held_key: str, item: by
     return int(
         ADMIT(
             client,
-            (room.rate_slot(name), room.gate(name), held_key),
-            (item, rate.step_ms),
+            (room.rate_slot(name), room.gate(name), held_key, room.gated),
+            (item, rate.step_ms, name),
             clock=room.clock,
         )
     )
@@ -114,8 +114,8 @@ def release(client, limits: Limits, delayed_key: str) -> float:
         while True:
             released, next_ms = GATE(
                 client,
-                (room.rate_slot(name), room.gate(name), delayed_key),
-                (rate.step_ms, RELEASE_BATCH, RELEASE_AHEAD_MS),
+                (room.rate_slot(name), room.gate(name), delayed_key, room.gated),
+                (rate.step_ms, RELEASE_BATCH, RELEASE_AHEAD_MS, name),
                 clock=room.clock,
             )
             if released < RELEASE_BATCH:

@@ -119,6 +119,11 @@ def families(snapshot: Snapshot):
         "Seconds until the first delayed message is due (no series: none delayed)",
         labels=["queue"],
     )
+    rate_limited = GaugeMetricFamily(
+        "platform_queue_messages_rate_limited",
+        "Messages waiting at a global rate limit's gate for their slot (manage.py ratelimit)",
+        labels=["queue"],
+    )
     consumers = GaugeMetricFamily(
         "platform_queue_consumers",
         "Workers with a live lease taking messages from the queue",
@@ -133,7 +138,8 @@ def families(snapshot: Snapshot):
         if stats.next_due_in is not None:
             next_due.add_metric([stats.queue], stats.next_due_in)
         consumers.add_metric([stats.queue], stats.consumers)
-    yield from (waiting, oldest, in_flight, delayed, next_due, consumers)
+        rate_limited.add_metric([stats.queue], stats.rate_limited)
+    yield from (waiting, oldest, in_flight, delayed, next_due, consumers, rate_limited)
     yield from _counters(snapshot)
     yield from _workers(snapshot)
     yield from _beat(snapshot)

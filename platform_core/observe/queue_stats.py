@@ -38,6 +38,7 @@ class QueueStats:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     redelivered: int = 0  # handed back after their worker's lease expired
     cancelled: int = 0  # cancellations kept in its room (tasks.cancellation)
+    rate_limited: int = 0  # waiting at a global rate limit's gate (broker.rate_limits)
 
     @property
     def depth(self) -> int:
@@ -81,6 +82,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
             for name in (room.lease_sources, room.lease_renewed, room.rejected, room.redelivered):
                 pipe.hgetall(name)
             pipe.zcard(room.cancelled)
+            pipe.hgetall(room.gated)  # (the metrics user may HGETALL, not HVALS)
         pipe.get(keys.BEAT_LEADER).get(keys.BEAT_TICK)
         replies = iter(pipe.execute())
     (seconds, micros), beat_offset = next(replies), next(replies)
@@ -97,7 +99,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
                 heads[key] = head
         leases = {bytes_to_str(worker): expiry for worker, expiry in next(replies)}
         sources, renewed, rejected, redelivered = (_text_hash(next(replies)) for _ in range(4))
-        cancelled = next(replies)
+        cancelled, gated = next(replies), next(replies)
         stats[queue] = QueueStats(
             queue,
             waiting,
@@ -108,6 +110,7 @@ def read_snapshot(client: redis.Redis, queues=QUEUES) -> Snapshot:
             rejected={reason: int(count) for reason, count in rejected.items()},
             redelivered=sum(int(count) for count in redelivered.values()),
             cancelled=cancelled,
+            rate_limited=sum(int(count) for count in gated.values()),
         )
         for worker_id, expiry in leases.items():
             worker = WorkerStats(

@@ -36,6 +36,7 @@ def test_early_deliveries_wait_at_the_gate_and_leave_it_at_their_slots(client):
     assert client.lrange(held, 0, -1) == [item(0)]  # the others left the held list
     room = keys.Room(QUEUE)
     assert client.lrange(room.gate(NAME), 0, -1) == [item(n) for n in range(1, 5)]
+    assert client.hgetall(room.gated) == {NAME.encode(): b"4"}  # what the metrics show
     rate_limits.DEFAULTS[QUEUE] = {NAME: rate}
     try:
         rate_limits.release(client, limits, keys.delayed(QUEUE))
@@ -53,6 +54,7 @@ def test_early_deliveries_wait_at_the_gate_and_leave_it_at_their_slots(client):
     for member, score in released:
         assert rate_limits.slot_of(json.loads(member)) == int(score)
     assert client.llen(room.gate(NAME)) == 0
+    assert client.hgetall(room.gated) == {}
 
 
 def test_a_delivery_no_longer_held_is_not_gated(client):

@@ -6,9 +6,10 @@
 -- ahead are not taken yet, so a changed limit applies within ARGV[3] ms.
 --   KEYS[1] the limit's next free slot (STRING, ms)   KEYS[2] the limit's gate (LIST)
 --   KEYS[3] the delayed set the released items wait in
+--   KEYS[4] the room's gate lengths (HASH name -> count, for the metrics)
 --   KEYS[#KEYS] the room's clock (passed by scripts.Script)
 --   ARGV[1] ms between two slots   ARGV[2] the most items released per call
---   ARGV[3] how far ahead slots are taken, ms
+--   ARGV[3] how far ahead slots are taken, ms   ARGV[4] the limit's name (its field)
 -- Returns {items released, ms until the next slot is free (-1: the gate is empty)}.
 --#include clock_checked
 local step = tonumber(ARGV[1])
@@ -28,5 +29,10 @@ while released < tonumber(ARGV[2]) and slot <= now + tonumber(ARGV[3]) do
     released = released + 1
 end
 if released > 0 then redis.call('SET', KEYS[1], slot) end
-if redis.call('LLEN', KEYS[2]) == 0 then return {released, -1} end
+local waiting = redis.call('LLEN', KEYS[2])
+if waiting == 0 then
+    redis.call('HDEL', KEYS[4], ARGV[4])
+    return {released, -1}
+end
+redis.call('HSET', KEYS[4], ARGV[4], waiting)
 return {released, slot - now}

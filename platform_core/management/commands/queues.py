@@ -47,7 +47,7 @@ def render_broker(state: BrokerState) -> str:
 
 def render(snapshot: Snapshot) -> str:
     header = ("queue", "waiting", "oldest", "in flight", "delayed", "next due", "workers")
-    header += ("rejected", "poison", "redelivered", "cancelled")
+    header += ("rate-limited", "rejected", "poison", "redelivered", "cancelled")
     rows = [header]
     for stats in snapshot.queues.values():
         oldest = duration(stats.oldest_age) if stats.depth else "-"
@@ -63,6 +63,7 @@ def render(snapshot: Snapshot) -> str:
                 str(stats.delayed),
                 duration(stats.next_due_in),
                 str(stats.consumers),
+                str(stats.rate_limited),
                 str(rejected),
                 str(stats.rejected.get(Rejection.TOO_MANY_ATTEMPTS, 0)),
                 str(stats.redelivered),
