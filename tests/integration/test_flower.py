@@ -48,6 +48,44 @@ def test_flower_sees_the_tasks_of_every_queue(flower, client_app):
     assert set(seen) == set(sent)
 
 
+def test_flower_shows_a_cancelled_task_as_revoked(flower, client_app):
+    """Cancellation (tasks.cancellation) sends Celery's task-revoked event: both a task
+    removed before it ran and one a worker stopped show as REVOKED."""
+    from platform_core.errors import UnknownTask
+    from platform_core.tasks.cancellation import cancel
+
+    waiting = client_app.send_task(
+        "celery_tasks.cert.drills.record", args=["flower-cancel", 0], countdown=60
+    )
+    running = client_app.send_task("celery_tasks.cert.drills.record", args=["flower-cancel", 30])
+
+    def cancelled(task_id):
+        try:
+            return cancel(task_id)
+        except UnknownTask:
+            return None  # not yet where cancel looks (on its way to its queue)
+
+    wait_for(lambda: cancelled(waiting.id), 10, "the delayed task to be cancelled")
+    wait_for(lambda: _started(running.id), 20, "the task to start")
+    cancel(running.id)
+
+    def revoked():
+        with get(flower.port, "/api/tasks", auth=flower.credentials) as response:
+            tasks = json.load(response)
+        seen = {
+            task_id: (tasks.get(task_id) or {}).get("state") for task_id in (waiting.id, running.id)
+        }
+        return seen if set(seen.values()) == {"REVOKED"} else None
+
+    wait_for(revoked, 30, "Flower to show both cancelled tasks as REVOKED")
+
+
+def _started(task_id) -> bool:
+    from platform_core.tasks import drills
+
+    return task_id in drills.starts("flower-cancel")
+
+
 def _listening_addresses(port: int) -> set[str]:
     """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp*)."""
     found = set()
