@@ -11,23 +11,13 @@ import pytest
 import redis
 from celery import states
 
-from harness.processes import manage
+from harness.processes import manage, wait_for
 from platform_core.broker import keys
 from platform_core.errors import UnknownTask
 from platform_core.tasks import cancellation
 from platform_core.tasks import drills as drill_records
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _until(check, timeout=20, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    return check()
 
 
 def _cancel_when_found(task_id, timeout=10):
@@ -39,7 +29,7 @@ def _cancel_when_found(task_id, timeout=10):
         except UnknownTask:
             return None
 
-    return _until(attempt, timeout=timeout, every=0.2)
+    return wait_for(attempt, timeout, f"{task_id} to be where a cancellation finds it")
 
 
 def test_a_delayed_task_is_removed_and_revoked(workers, redis_url):
@@ -61,12 +51,12 @@ def test_a_running_task_is_stopped_and_not_run_again(workers, redis_url):
 
     token = f"cancel-{uuid.uuid4()}"
     sent = record.delay(token, 30)
-    assert _until(lambda: drill_records.starts(token)), "the task never started"
+    wait_for(lambda: drill_records.starts(token), 20, "the task to start")
     outcome = cancellation.cancel(sent.id)
     assert outcome.removed == 0
     assert outcome.held_by
     stopped_at = time.monotonic()
-    assert _until(lambda: sent.state == states.REVOKED, timeout=10)
+    wait_for(lambda: sent.state == states.REVOKED, 10, "the task to be stopped")
     stopped_in = time.monotonic() - stopped_at
     assert stopped_in < 5
     # Not handed out again (a lease sweep, a redelivery), and it never completed.
@@ -89,7 +79,7 @@ def test_a_message_arriving_after_its_cancellation_is_dropped(workers, redis_url
     cancellations.record(clients.shared(), "cert", task_id, 3600)
     time.sleep(2 * cancellations.HEAR_SECONDS + 0.5)  # every cert worker has heard it
     sent = record.apply_async((token, 0), task_id=task_id)
-    assert _until(lambda: sent.state == states.REVOKED, timeout=10)
+    wait_for(lambda: sent.state == states.REVOKED, 10, "the late message to be dropped")
     time.sleep(1)
     assert drill_records.executions(token) == {}
 

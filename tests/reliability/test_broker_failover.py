@@ -201,6 +201,8 @@ def figures(producer, failover, executions: dict, started_at: dict, starts: dict
         # After the broker could take writes again (the old primary back as a replica).
         "enqueue_lag_s": enqueue_resume - (failover.writable_at - killed),
         "delivery_lag_s": delivery_resume - (failover.writable_at - killed),
+        # After the new primary answered: what a producer that needs no replica waits on.
+        "enqueue_after_promotion_s": enqueue_resume - (failover.promoted_at - killed),
         "ran": sum(1 for s in ok if s["id"] in executions),
         "lost": sum(1 for s in ok if s["id"] not in executions),
         "lost_by_kind": ",".join(
@@ -392,10 +394,13 @@ def test_platform_workers_follow_a_broker_failover(
                     f"<= {SAMPLE} after a replica could confirm",
                 )
                 if label == "platform"
+                # A plain client, as stock, needs no replica: compared from the promotion
+                # (the old primary's return, writable_at, differs by ~1 s from run to run
+                # and made a comparison from it flip).
                 else (
-                    "enqueue_lag_s",
-                    m["enqueue_lag_s"] <= stock["enqueue_lag_s"] + SAMPLE,
-                    f"<= stock's {stock['enqueue_lag_s']:.2f} + {SAMPLE}",
+                    "enqueue_after_promotion_s",
+                    m["enqueue_after_promotion_s"] <= stock["enqueue_after_promotion_s"] + SAMPLE,
+                    f"<= stock's {stock['enqueue_after_promotion_s']:.2f} + {SAMPLE}",
                 )
             ),
             (
