@@ -10,7 +10,6 @@ site's setting, tasks.rate_limits) and the runtime ones in the room's ``rates`` 
 RELOAD_SECONDS. ALL_TASKS names the limit of the whole queue, for a task without its own.
 """
 
-import json
 import threading
 from time import monotonic
 
@@ -23,7 +22,7 @@ from platform_core.config.rates import Rate
 from platform_core.errors import BadRate
 
 ALL_TASKS = "*"
-RATE_SLOT_HEADER = "platform_rate_slot"  # set on a released item (lua/gate.lua)
+RATE_SLOT_HEADER = "platform_rate_slot"  # written on a released item by lua/gate.lua
 RELOAD_SECONDS = 1.0
 # Slots taken ahead when releasing: a limit changed at runtime applies within this.
 RELEASE_AHEAD_MS = 2000
@@ -115,7 +114,7 @@ def release(client, limits: Limits, delayed_key: str) -> float:
             released, next_ms = GATE(
                 client,
                 (room.rate_slot(name), room.gate(name), delayed_key, room.gated),
-                (rate.step_ms, RELEASE_BATCH, RELEASE_AHEAD_MS, name),
+                (rate.step_ms, RELEASE_BATCH, RELEASE_AHEAD_MS, name, RATE_SLOT_HEADER),
                 clock=room.clock,
             )
             if released < RELEASE_BATCH:
@@ -130,7 +129,3 @@ def slot_of(envelope: dict) -> int | None:
     headers = envelope.get("headers")
     slot = headers.get(RATE_SLOT_HEADER) if isinstance(headers, dict) else None
     return slot if isinstance(slot, int) else None
-
-
-def describe(limits: dict[str, Rate]) -> str:
-    return json.dumps({name: str(rate) for name, rate in sorted(limits.items())})

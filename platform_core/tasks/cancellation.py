@@ -84,12 +84,12 @@ def cancel(task_id: str, queue: str | None = None) -> Cancelled:
         )
     raise UnknownTask(
         f"no task {task_id} is waiting, delayed or held by a worker in "
-        f"{', '.join(looked)}{_finished(client, task_id)}; nothing was cancelled"
+        f"{', '.join(looked)}{_finished(task_id)}; nothing was cancelled"
         + (f" (not searched, this Redis user may not: {', '.join(closed)})" if closed else "")
     )
 
 
-def _finished(client, task_id) -> str:
+def _finished(task_id) -> str:
     from platform_core.tasks.registry import platform_apps
 
     app = next(iter(platform_apps().values()))

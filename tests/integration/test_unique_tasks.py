@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis
 
+from harness.processes import wait_for
 from platform_core.broker import keys
 from platform_core.tasks import drills as drill_records
 from platform_core.tasks import unique
@@ -42,12 +43,12 @@ def _race(task, token, seconds):
 
 
 def _executions(token, expected, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done = drill_records.executions(token)
-        if sum(done.values()) >= expected:
-            return done
-        time.sleep(0.1)
+    wait_for(
+        lambda: sum(drill_records.executions(token).values()) >= expected,
+        timeout,
+        f"{expected} execution(s) of {token}",
+        interval=0.1,
+    )
     return drill_records.executions(token)
 
 
