@@ -73,6 +73,13 @@ class Node:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
 
+    def freeze(self):
+        """SIGSTOP: the process answers nothing and closes nothing, as a host that lost
+        its power or its network looks from outside (no RST, no FIN: every open
+        connection to it is left half-open; a new one is accepted by the kernel and then
+        never answered). ``kill_9`` ends it."""
+        self.process.send_signal(signal.SIGSTOP)
+
     def stop(self):
         if self.alive():
             self.process.terminate()
@@ -86,14 +93,21 @@ class Node:
 
 
 class BrokerGroup:
-    """The broker as deployed with Sentinel: ``start()``, then ``kill_primary()``,
-    ``wait_for_new_primary()`` and ``restart_old_primary()`` (it rejoins as a replica)."""
+    """The broker as deployed with Sentinel: ``start()``, then ``kill_primary()`` or
+    ``silence_primary()``, ``wait_for_new_primary()`` and ``restart_old_primary()`` (it
+    rejoins as a replica)."""
 
-    def __init__(self, directory: Path, password: str = "failover-drill-pw"):  # noqa: S107
+    def __init__(
+        self,
+        directory: Path,
+        password: str = "failover-drill-pw",  # noqa: S107
+        replicas: int = 1,
+    ):
         self.directory, self.password = Path(directory), password
-        self.nodes = [self._node(f"redis-{n}", sentinel=False) for n in (1, 2)]
+        self.nodes = [self._node(f"redis-{n}", sentinel=False) for n in range(1, replicas + 2)]
         self.sentinels = [self._node(f"sentinel-{n}", sentinel=True) for n in (1, 2, 3)]
         self._primary, self.killed = self.nodes[0], None
+        self.frozen: list[Node] = []  # silenced with the primary's host
 
     def _node(self, name: str, sentinel: bool) -> Node:
         directory = self.directory / name
@@ -103,12 +117,13 @@ class BrokerGroup:
     # -- set-up -------------------------------------------------------------------------
 
     def start(self):
-        primary, replica = self.nodes
+        primary, *replicas = self.nodes
         self._write_redis_config(primary, replica_of=None)
-        self._write_redis_config(replica, replica_of=primary)
         primary.start()
-        replica.start()
-        wait_for(lambda: self._replicas_of(primary) >= 1, 20, "the replica to sync")
+        for replica in replicas:
+            self._write_redis_config(replica, replica_of=primary)
+            replica.start()
+        wait_for(lambda: self._replicas_of(primary) >= len(replicas), 20, "the replicas to sync")
         for sentinel in self.sentinels:
             self._write_sentinel_config(sentinel, primary)
             sentinel.start()
@@ -165,7 +180,8 @@ class BrokerGroup:
             for sentinel in self.sentinels:
                 with sentinel.client() as client:
                     master = client.sentinel_master(MASTER_NAME)
-                    if master["num-slaves"] < 1 or master["num-other-sentinels"] < 2:
+                    replicas = len(self.nodes) - 1
+                    if master["num-slaves"] < replicas or master["num-other-sentinels"] < 2:
                         return False
         except redis.RedisError:
             return False
@@ -204,14 +220,11 @@ class BrokerGroup:
     def primary(self) -> Node:
         return self._primary
 
-    def replica(self) -> Node:
-        return next(node for node in self.nodes if node is not self._primary)
-
     def primary_by_sentinels(self) -> tuple[str, int] | None:
         """The primary a majority of the live Sentinels names, or None."""
         votes: dict[tuple[str, int], int] = {}
         for sentinel in self.sentinels:
-            if not sentinel.alive():
+            if not sentinel.alive() or sentinel in self.frozen:
                 continue
             try:
                 with sentinel.client() as client:
@@ -229,39 +242,63 @@ class BrokerGroup:
     # -- the fault ------------------------------------------------------------------------
 
     def kill_primary(self) -> float:
-        """SIGKILL the primary, as when its host is lost; returns when (time.time())."""
+        """SIGKILL the primary, as when its process dies (the kernel closes its
+        connections: clients see a reset at once); returns when (time.time())."""
         self.killed = self._primary
         self.killed.kill_9()
         return time.time()
 
+    def silence_primary(self) -> float:
+        """Freeze the primary and the first Sentinel together, as when the host they share
+        is powered off (clients see nothing at all: :meth:`Node.freeze`); returns when.
+        The first Sentinel is the one every client asks first."""
+        self.killed = self._primary
+        self.frozen = [self._primary, self.sentinels[0]]
+        for node in self.frozen:
+            node.freeze()
+        return time.time()
+
     def wait_for_new_primary(self, timeout: float = 30) -> Node:
-        """Until the Sentinels name the former replica and it answers as a primary."""
+        """Until the Sentinels name a former replica and it answers as a primary."""
         old = self.killed or self._primary
-        new = next(node for node in self.nodes if node is not old)
+        candidates = {node.address: node for node in self.nodes if node is not old}
 
         def promoted():
-            if self.primary_by_sentinels() != new.address:
-                return False
+            new = candidates.get(self.primary_by_sentinels())
             try:
-                return new.role() == "master"
+                return new if new is not None and new.role() == "master" else None
             except redis.RedisError:
-                return False
+                return None
 
-        wait_for(promoted, timeout, f"the Sentinels to promote {new.name}", interval=0.05)
-        self._primary = new
-        return new
+        self._primary = wait_for(
+            promoted, timeout, "the Sentinels to promote a replica", interval=0.05
+        )
+        return self._primary
+
+    def wait_for_replicas(self, count: int = 1, timeout: float = 30):
+        """Until the primary has ``count`` replicas in sync (enqueues confirmed again)."""
+        wait_for(
+            lambda: self._replicas_of(self._primary) >= count,
+            timeout,
+            f"{count} replica(s) of {self._primary.name} in sync",
+            interval=0.05,
+        )
 
     def restart_old_primary(self, timeout: float = 30) -> Node:
         """Start the killed Redis again, as a replica of the new primary (what Sentinel
         would make of it anyway), and wait until it is in sync: from then on enqueues are
         confirmed again (the new primary's only possible replica)."""
         old = self.killed
-        assert old is not None, "kill_primary() first"
-        assert not old.alive()
+        assert old is not None, "kill_primary() or silence_primary() first"
+        for node in self.frozen:  # silenced: the host's power comes back as a fresh start
+            node.kill_9()
         self._write_redis_config(old, replica_of=self._primary)
         old.start()
+        for sentinel in set(self.frozen) & set(self.sentinels):
+            sentinel.start()
+        self.frozen = []
         wait_for(
-            lambda: self._replicas_of(self._primary) >= 1,
+            lambda: self._replicas_of(self._primary) >= len(self.nodes) - 1,
             timeout,
             f"{old.name} to sync from {self._primary.name}",
             interval=0.05,

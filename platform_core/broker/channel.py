@@ -116,16 +116,26 @@ class Channel(kombu_redis.Channel):
         if not no_ack:
             if self._lease is None:
                 self._lease = Lease(
-                    self._create_client(), self.lease_seconds, self.lease_sweep_seconds
+                    self._thread_client(), self.lease_seconds, self.lease_sweep_seconds
                 )
             sources = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
             self._lease.take(sources)
             if self._limits is None:
                 self._limits = Limits(queue)
             if self._promoter is None:
-                self._promoter = Promoter(self._create_client(), f"promoter {queue}", self._limits)
+                self._promoter = Promoter(self._thread_client(), f"promoter {queue}", self._limits)
             self._promoter.watch(sources)
         return consumer_tag
+
+    def _thread_client(self):
+        """A client on a pool of its own, for a thread of this channel (lease, promoter):
+        kombu disconnects the channel's pools from the main thread when its connection is
+        lost, and a read in flight in another thread then fails on a closed socket. Its
+        owner disconnects it when it stops."""
+        return self.Client(connection_pool=self._private_pool())
+
+    def _private_pool(self):
+        return self._get_pool()
 
     # fence: kombu-redis-publish
     def _put(self, queue, message, **kwargs):

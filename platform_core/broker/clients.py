@@ -1,14 +1,16 @@
 """The one place the platform opens a Redis client outside kombu's own pools.
 
 Every client gets the timeouts of platform_core.config.timeouts: connect within
-CONNECT_SECONDS, each reply within COMMAND_SECONDS (PROBE_SECONDS for a probe).
+CONNECT_SECONDS, each reply within COMMAND_SECONDS (PROBE_SECONDS for a probe), and no
+retries inside redis-py (:func:`no_retries`).
 
 A broker URL is either one Redis (``redis://``) or kombu's Sentinel form, every sentinel
 listed: ``sentinel://:pw@host1:26379;sentinel://:pw@host2:26379/0``. A Sentinel client
 asks the sentinels, in turn, for the primary known as PLATFORM_BROKER_MASTER_NAME on
 every new connection (redis-py's SentinelManagedConnection), so it follows a failover;
-the first sentinel being down is not an error. The sentinels take the same password as
-Redis. kombu's channels and Celery's result backend build their pools with
+the first sentinel being down or silent is not an error (each is given SENTINEL_SECONDS,
+and the one that answered is asked first next time, in the whole process). The sentinels
+take the same password as Redis. kombu's channels and Celery's result backend build their pools with
 :class:`Sentinel` too (broker.transport, tasks.results).
 
 TLS (PLATFORM_REDIS_CA_FILE set): every connection, to Redis and to the sentinels,
@@ -24,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.sentinel
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from platform_core.config import timeouts
 
@@ -31,6 +35,22 @@ SENTINEL_SCHEME = "sentinel"
 
 _shared: dict[str, redis.Redis] = {}
 _shared_pid = None
+# Per set of sentinels, the one that last named the primary: asked first by every new
+# client of this process, so a silent one costs SENTINEL_SECONDS once, not per connection.
+_answered: dict[frozenset, tuple[str, int]] = {}
+
+
+def no_retries() -> Retry:
+    """The platform's retry policy inside redis-py: none.
+
+    redis-py 8's ``Redis()`` retries a command that timed out or lost its connection 10
+    times (backoff up to 1 s): against a host gone silent every call then waits 11 times
+    its timeout (33 s with COMMAND_SECONDS, measured in the power-off drill), and a script
+    or LPUSH whose first try did land runs twice. The caller's own loop decides instead
+    (kombu's ensure and reconnect, the lease and delay threads' next turn, a task's retry).
+    A new object each time: redis-py copies and mutates them.
+    """
+    return Retry(NoBackoff(), 0)
 
 
 def is_sentinel(url: str) -> bool:
@@ -68,7 +88,23 @@ class SentinelURL:
 
 class Sentinel(redis.sentinel.Sentinel):
     """redis-py's, with a "no primary" error that names every sentinel tried and what it
-    said, and the master name (redis-py's names only the master)."""
+    said, and the master name (redis-py's names only the master); each sentinel asked
+    within SENTINEL_SECONDS, once (no retries), the one that last answered first."""
+
+    def __init__(self, sentinels, sentinel_kwargs=None, **connection_kwargs):
+        addresses = [(host, int(port)) for host, port in sentinels]
+        self._key = frozenset(addresses)
+        first = _answered.get(self._key)
+        if first in addresses:
+            addresses.remove(first)
+            addresses.insert(0, first)
+        asked = {
+            **(sentinel_kwargs or {}),
+            "socket_timeout": timeouts.SENTINEL_SECONDS,
+            "socket_connect_timeout": timeouts.SENTINEL_SECONDS,
+            "retry": no_retries(),
+        }
+        super().__init__(addresses, sentinel_kwargs=asked, **connection_kwargs)
 
     def discover_master(self, service_name):
         tried = []
@@ -82,8 +118,10 @@ class Sentinel(redis.sentinel.Sentinel):
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):
-                # Ask this one first next time (as redis-py does).
+                # Ask this one first next time (as redis-py does), here and in every new
+                # client of this process.
                 self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
+                _answered[self._key] = (kwargs.get("host"), int(kwargs.get("port")))
                 return state["ip"], state["port"]
             tried.append(
                 f"{where} knows no primary named {service_name!r}"
@@ -96,9 +134,9 @@ class Sentinel(redis.sentinel.Sentinel):
         )
 
 
-# What the sentinels take from the primary's connection parameters: its credentials and
-# timeouts (one password for Redis and its sentinels).
-SENTINEL_SHARED_PARAMS = ("username", "password", "socket_timeout", "socket_connect_timeout")
+# What the sentinels take from the primary's connection parameters: its credentials (one
+# password for Redis and its sentinels); their timeouts are their own (Sentinel).
+SENTINEL_SHARED_PARAMS = ("username", "password")
 
 
 def sentinel_kwargs_from(params: dict) -> dict:
@@ -132,15 +170,13 @@ def sentinel_for(url: SentinelURL, **connection) -> Sentinel:
     return Sentinel(url.addresses, sentinel_kwargs={**connection, **url.credentials}, **connection)
 
 
-def sentinels(url: str | None = None, *, probe: bool = True) -> Sentinel | None:
+def sentinels(url: str | None = None) -> Sentinel | None:
     """The sentinels of ``url`` (default: the broker) for asking about the broker itself
     (observe.broker_state); None for a ``redis://`` URL."""
     url = url or settings.CELERY_BROKER_URL
     if not is_sentinel(url):
         return None
-    seconds = timeouts.PROBE_SECONDS if probe else timeouts.COMMAND_SECONDS
-    timeout = {"socket_timeout": seconds, "socket_connect_timeout": seconds}
-    return sentinel_for(SentinelURL.parse(url), **timeout, **tls_kwargs())
+    return sentinel_for(SentinelURL.parse(url), **tls_kwargs())
 
 
 def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
@@ -153,6 +189,7 @@ def connect(url: str | None = None, *, probe: bool = False) -> redis.Redis:
     connection = {
         "socket_connect_timeout": min(seconds, timeouts.CONNECT_SECONDS),
         "socket_timeout": seconds,
+        "retry": no_retries(),
     }
     if is_sentinel(url):
         parsed = SentinelURL.parse(url)

@@ -141,6 +141,11 @@ class Promoter:
                 if not failing:  # once per outage, not once per poll
                     logger.warning("Delayed messages not moved: %s (retrying)", exc)
                 failing, next_due = True, -1.0
+            except Exception:  # a dead promoter would strand every delayed task
+                if self._stop.is_set():
+                    return  # stopped: its client was closed under it
+                logger.exception("Delayed messages not moved: unexpected error (retrying)")
+                failing, next_due = True, -1.0
             else:
                 if failing:
                     logger.info("Delayed messages moving again")
@@ -149,3 +154,4 @@ class Promoter:
 
     def stop(self) -> None:
         self._stop.set()
+        self.client.connection_pool.disconnect()  # the channel's thread_client

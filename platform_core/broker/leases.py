@@ -172,6 +172,10 @@ class Lease:
                 self.hear_cancellations()
             except redis.RedisError as exc:
                 logger.warning("Lease %s not renewed: %s (retrying)", self.worker_id, exc)
+            except Exception:  # a dead lease thread: everything held runs twice
+                if self._stop.is_set():
+                    return  # released: its client was closed under it
+                logger.exception("Lease %s: unexpected error (retrying)", self.worker_id)
 
     def release(self) -> None:
         """Stop renewing; give the lease up now if nothing is held any more."""
@@ -182,6 +186,8 @@ class Lease:
         except redis.RedisError as exc:
             logger.warning("Lease %s not released (%s): it will expire", self.worker_id, exc)
             return
+        finally:
+            self.client.connection_pool.disconnect()  # the channel's thread_client
         if left:
             logger.warning(
                 "Lease %s: %d message(s) still held at close; they go back to their "

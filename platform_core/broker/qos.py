@@ -127,9 +127,13 @@ class QoS(kombu_redis.QoS):
         virtual.QoS.ack(self, delivery_tag)
 
     def restore_unacked(self, client=None):
-        # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues.
+        # Reserved, not acknowledged (e.g. at a warm shutdown): back to their queues. Not
+        # what is running (a channel closed under its tasks when its connection was lost,
+        # and the next one is already up): it stays held under this process's lease and
+        # is acknowledged when done, through the next connection (ack: ORPHANED_ACKS).
+        running = _running_tags()
         others = [tag for tag in self._delivered if tag not in self.held]
-        mine = [tag for tag in self._delivered if tag in self.held]
+        mine = [tag for tag in self._delivered if tag in self.held and tag not in running]
         if client is None and self.channel.connection.client is None:
             # Closing after the broker was lost, with the connection already torn down:
             # nothing left to reach Redis with (kombu would fail building a pool and the
@@ -146,21 +150,17 @@ class QoS(kombu_redis.QoS):
         with self.channel.conn_or_acquire(client) as client:
             for tag in others:
                 self.restore_by_tag(tag, client=client)
-        self._delivered.clear()
+        for tag in (*mine, *others):  # a running one's message carries its result (ack)
+            self._delivered.pop(tag, None)
 
     def _strand(self, tags, why):
-        """The broker is gone: a running task acknowledges through the next connection
-        (ORPHANED_ACKS); what is not running is handed back by the next fetch (HAND_BACK)."""
-        running = _running_tags()
-        idle = [self.held[tag] for tag in tags if tag not in running]
-        HAND_BACK.extend(idle)
+        """The broker is gone: what is not running is handed back by the next fetch
+        (HAND_BACK)."""
+        HAND_BACK.extend(self.held[tag] for tag in tags)
         logger.warning(
-            "%d delivery(ies) not handed back now (%s): %d running, acknowledged when done; "
-            "%d handed back by the next connection",
+            "%d delivery(ies) not handed back now (%s): handed back by the next connection",
             len(tags),
             why,
-            len(tags) - len(idle),
-            len(idle),
         )
 
     def restore(self, records, client=None):

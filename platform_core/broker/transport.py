@@ -74,7 +74,10 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     )
     master_name = DEFAULTS.broker_master_name  # celery_factory: PLATFORM_BROKER_MASTER_NAME
 
-    def _sentinel_managed_pool(self, asynchronous=False):
+    def _private_pool(self):
+        return self._sentinel_managed_pool(private=True)
+
+    def _sentinel_managed_pool(self, asynchronous=False, private=False):
         connparams = self._connparams(asynchronous)
         connection = {
             key: value
@@ -89,11 +92,11 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
             or clients.sentinel_kwargs_from(connparams),
             **connection,
         )
-        # Kept so that kombu's _disconnect_pools closes the sentinel connections too.
-        if asynchronous:
-            self._async_sentinel_manager = sentinel
-        else:
-            self._sentinel_manager = sentinel
+        # Kept so that kombu's _disconnect_pools closes the sentinel connections too (a
+        # private pool's owner closes its own).
+        if not private:
+            manager = "_async_sentinel_manager" if asynchronous else "_sentinel_manager"
+            setattr(self, manager, sentinel)
         credentials = {
             key: connparams[key] for key in ("username", "password") if connparams.get(key)
         }

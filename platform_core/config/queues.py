@@ -100,6 +100,8 @@ class QueuePolicy:
             "socket_connect_timeout": timeouts.CONNECT_SECONDS,
             "socket_timeout": timeouts.COMMAND_SECONDS,
             "socket_keepalive": True,
+            # ...nor leave a worker waiting on a fetch that will never be answered.
+            "health_check_interval": timeouts.SILENT_BROKER_SECONDS,
         }
 
 

@@ -39,7 +39,7 @@ def record_execution(token: str, task_id: str, seconds: float, patience: float =
                 pipe.hincrby(keys.drill(token), task_id, 1)
                 pipe.hset(keys.drill(token, "started_at"), task_id, repr(started_at))
                 return int(pipe.execute()[0])
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):  # gone, or gone silent
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

@@ -50,6 +50,18 @@ def broker_group(tmp_path):
         group.stop()
 
 
+@pytest.fixture
+def broker_group_of_three(tmp_path):
+    """A primary, two replicas and three Sentinels: a primary's host can be lost while a
+    replica still confirms every enqueue (``silence_primary()``)."""
+    group = BrokerGroup(tmp_path / "broker-group", replicas=2)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
 def sentinel_env(group: BrokerGroup, min_replicas: int = 1, replica_timeout_ms: int = 500):
     """What a platform process is given to follow the group: the sentinel URL, the
     master's name and how many replicas confirm each enqueue (WAIT)."""
