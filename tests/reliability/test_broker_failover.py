@@ -460,6 +460,12 @@ def explain(broken, producers, counted, workers, tmp_path) -> str:
     )
 
 
+@pytest.mark.xfail(
+    reason="issue 24 open: deliveries back 9-15 s after a silent primary (bound 7 s): each "
+    "connection still pooled to the silent host waits out COMMAND_SECONDS on its own "
+    "(docs/reliability.md row 2h)",
+    strict=False,
+)
 def test_platform_workers_follow_a_primary_whose_host_went_silent(
     broker_group_of_three, start_worker, platform_env_short, tmp_path, record_figure
 ):
