@@ -29,6 +29,7 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from platform_core.broker import silent_hosts
 from platform_core.config import timeouts
 
 SENTINEL_SCHEME = "sentinel"
@@ -92,6 +93,13 @@ class Sentinel(redis.sentinel.Sentinel):
     within SENTINEL_SECONDS, once (no retries), the one that last answered first."""
 
     def __init__(self, sentinels, sentinel_kwargs=None, **connection_kwargs):
+        # The primary's connections give up on a host gone silent together (silent_hosts);
+        # kombu names its TLS class here when the broker URL asks for TLS.
+        given = connection_kwargs.pop("connection_class", None)
+        tls = connection_kwargs.pop("ssl", False) or (
+            given is not None and issubclass(given, redis.SSLConnection)
+        )
+        connection_kwargs["connection_class"] = silent_hosts.connection_class(tls)
         addresses = [(host, int(port)) for host, port in sentinels]
         self._key = frozenset(addresses)
         first = _answered.get(self._key)

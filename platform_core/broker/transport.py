@@ -23,13 +23,26 @@ import redis
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
-from platform_core.broker import clients
+from platform_core.broker import clients, silent_hosts
 from platform_core.broker.channel import Channel
 from platform_core.config.environment import DEFAULTS
 
 
 # fence: kombu-redis-poller-acks
 class MultiChannelPoller(kombu_redis.MultiChannelPoller):
+    def maybe_check_brpop_health(self):
+        # A fetch kombu drops for having no reply marks its host silent for the whole
+        # process (silent_hosts): its other connections there do not each wait it out.
+        waiting = [  # _in_poll: the fetch's connection, or kombu's True/None
+            channel._in_poll
+            for channel in self._channels
+            if getattr(channel._in_poll, "_sock", None) is not None
+        ]
+        super().maybe_check_brpop_health()
+        for connection in waiting:
+            if connection._sock is None and connection.host:
+                silent_hosts.mark((connection.host, int(connection.port)))
+
     def on_poll_start(self):
         super().on_poll_start()  # fetches carry the acknowledgements with them
         for channel in self._channels:

@@ -1,0 +1,88 @@
+"""Connections to a primary named by Sentinel that follow it when its host goes silent.
+
+Two things redis-py 8.1's SentinelManagedConnection does not do:
+
+- Reconnect through the sentinels. A connection dropped after an error and then used
+  again (kombu keeps one per channel for its fetches) is reconnected by
+  ``send_packed_command`` with ``connect_check_health``, to the host it had: after a
+  failover it keeps going back to the old primary. Here it asks the sentinels
+  (``connect``), as a connection taken from the pool does.
+- Give up on a silent host together. A primary whose host is powered off answers nothing
+  and resets nothing, so every connection a process holds to it waits out its own
+  COMMAND_SECONDS, one after another on a worker's event loop (events, acks, results,
+  rate limits: measured 3 s stalls for 12 s). Here the first timeout from a host marks
+  it for the process, and every connection opened to it before the mark fails its next
+  command at once (ConnectionError), so its user reconnects through the sentinels. Only
+  a timeout marks a host: a reset or a refusal means it answers (a restart).
+
+Used by clients.Sentinel for every connection to the primary (kombu's channels, Celery's
+result backend, the platform's own clients).
+
+fence: redis-sentinel-managed-connection (platform_core/config/fences.py)
+"""
+
+from time import monotonic
+
+import redis
+from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
+
+_marked: dict[tuple[str, int], float] = {}  # (host, port) -> when it last timed out
+
+
+def mark(address: tuple[str, int]) -> None:
+    _marked[(address[0], int(address[1]))] = monotonic()
+
+
+def marked_at(address: tuple[str, int]) -> float | None:
+    return _marked.get((address[0], int(address[1])))
+
+
+class FollowsSentinel:
+    """Mixed into redis-py's SentinelManagedConnection (and its TLS variant)."""
+
+    _opened_at = 0.0
+
+    def connect_to(self, address):
+        # Stamped before connecting: the handshake's own commands must not find it stale.
+        self._opened_at = monotonic()
+        try:
+            super().connect_to(address)
+        except redis.TimeoutError:  # no TCP handshake, or no reply to it
+            mark(address)
+            raise
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.TimeoutError:
+            if self.host:
+                mark((self.host, self.port))
+            raise
+
+    def send_packed_command(self, command, check_health=True):
+        if self._sock is not None and self.host:
+            at = marked_at((self.host, self.port))
+            if at is not None and at > self._opened_at:
+                # Failed now rather than after COMMAND_SECONDS; not reconnected here: an
+                # event loop watches this socket (kombu), and the caller's error path
+                # (its reconnect, kombu's ensure) builds what uses the new one.
+                self.disconnect()
+                raise redis.ConnectionError(
+                    f"Redis at {self.host}:{self.port} stopped answering "
+                    f"{monotonic() - at:.1f} s ago: reconnecting through the sentinels"
+                )
+        if self._sock is None:
+            self.connect()  # through the sentinels (redis-py would go back to self.host)
+        return super().send_packed_command(command, check_health)
+
+
+class Connection(FollowsSentinel, SentinelManagedConnection):
+    pass
+
+
+class SSLConnection(FollowsSentinel, SentinelManagedSSLConnection):
+    pass
+
+
+def connection_class(tls: bool) -> type:
+    return SSLConnection if tls else Connection
