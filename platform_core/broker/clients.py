@@ -9,7 +9,7 @@ listed: ``sentinel://:pw@host1:26379;sentinel://:pw@host2:26379/0``. A Sentinel 
 asks the sentinels, in turn, for the primary known as PLATFORM_BROKER_MASTER_NAME on
 every new connection (redis-py's SentinelManagedConnection), so it follows a failover;
 the first sentinel being down or silent is not an error (each is given SENTINEL_SECONDS,
-and the one that answered is asked first next time, in the whole process). The sentinels
+and one that did not answer is asked last from then on, in the whole process). The sentinels
 take the same password as Redis. kombu's channels and Celery's result backend build their pools with
 :class:`Sentinel` too (broker.transport, tasks.results).
 
@@ -21,6 +21,7 @@ connections get the same from settings (CELERY_BROKER_USE_SSL), their sentinels 
 
 import os
 from dataclasses import dataclass
+from time import monotonic
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -36,9 +37,17 @@ SENTINEL_SCHEME = "sentinel"
 
 _shared: dict[str, redis.Redis] = {}
 _shared_pid = None
-# Per set of sentinels, the one that last named the primary: asked first by every new
-# client of this process, so a silent one costs SENTINEL_SECONDS once, not per connection.
-_answered: dict[frozenset, tuple[str, int]] = {}
+# Sentinels that did not answer, and when (the latest time): asked last by this process.
+_silent_sentinels: dict[tuple[str, int], float] = {}
+
+
+def _address(sentinel: redis.Redis) -> tuple[str, int]:
+    kwargs = sentinel.connection_pool.connection_kwargs
+    return kwargs.get("host"), int(kwargs.get("port"))
+
+
+def _last_silent(sentinel: redis.Redis) -> float:
+    return _silent_sentinels.get(_address(sentinel), 0.0)
 
 
 def no_retries() -> Retry:
@@ -90,7 +99,7 @@ class SentinelURL:
 class Sentinel(redis.sentinel.Sentinel):
     """redis-py's, with a "no primary" error that names every sentinel tried and what it
     said, and the master name (redis-py's names only the master); each sentinel asked
-    within SENTINEL_SECONDS, once (no retries), the one that last answered first."""
+    within SENTINEL_SECONDS, once (no retries), those that did not answer lately last."""
 
     def __init__(self, sentinels, sentinel_kwargs=None, **connection_kwargs):
         # The primary's connections give up on a host gone silent together (silent_hosts);
@@ -101,11 +110,6 @@ class Sentinel(redis.sentinel.Sentinel):
         )
         connection_kwargs["connection_class"] = silent_hosts.connection_class(tls)
         addresses = [(host, int(port)) for host, port in sentinels]
-        self._key = frozenset(addresses)
-        first = _answered.get(self._key)
-        if first in addresses:
-            addresses.remove(first)
-            addresses.insert(0, first)
         asked = {
             **(sentinel_kwargs or {}),
             "socket_timeout": timeouts.SENTINEL_SECONDS,
@@ -116,20 +120,19 @@ class Sentinel(redis.sentinel.Sentinel):
 
     def discover_master(self, service_name):
         tried = []
-        for number, sentinel in enumerate(self.sentinels):
+        # In the order listed, but one that did not answer lately last (in the whole
+        # process): a silent sentinel costs SENTINEL_SECONDS once, not every connection.
+        for sentinel in sorted(self.sentinels, key=_last_silent):
             kwargs = sentinel.connection_pool.connection_kwargs
             where = f"{kwargs.get('host')}:{kwargs.get('port')}"
             try:
                 masters = sentinel.sentinel_masters()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
+                _silent_sentinels[_address(sentinel)] = monotonic()
                 tried.append(f"{where} did not answer ({exc})")
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):
-                # Ask this one first next time (as redis-py does), here and in every new
-                # client of this process.
-                self.sentinels[0], self.sentinels[number] = sentinel, self.sentinels[0]
-                _answered[self._key] = (kwargs.get("host"), int(kwargs.get("port")))
                 return state["ip"], state["port"]
             tried.append(
                 f"{where} knows no primary named {service_name!r}"
