@@ -42,12 +42,15 @@ ACK_BATCH_SECONDS = 0.005
 
 
 def _running_tags() -> set:
-    """Delivery tags of the tasks this worker is executing (Celery's own record).
+    """Delivery tags of the tasks this worker is executing or has handed to its pool
+    (Celery's own records: a request the pool has not yet reported started is not in
+    ``active_requests``, but it will run).
 
     fence: celery-worker-active-requests (platform_core/config/fences.py)."""
     from celery.worker import state  # a worker process; empty elsewhere
 
-    return {request.message.delivery_tag for request in list(state.active_requests)}
+    in_pool = [r for r in list(state.reserved_requests) if r._apply_result is not None]
+    return {r.message.delivery_tag for r in (*list(state.active_requests), *in_pool)}
 
 
 @dataclass(frozen=True)

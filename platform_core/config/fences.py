@@ -20,7 +20,7 @@ import importlib.metadata
 from dataclasses import dataclass
 
 # The upstream versions every record below was verified against (stated once).
-VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0", "flower": "2.2.0"}
+VERIFIED = {"kombu": "5.7.0", "celery": "5.7.0", "flower": "2.2.0", "redis": "8.1.0"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,22 @@ class Override:
 
 
 OVERRIDES = (
+    # redis-py: platform_core/broker
+    Override(
+        "redis-sentinel-managed-connection",
+        "redis",
+        (
+            "redis.sentinel.SentinelManagedConnection.connect_to",
+            "redis.sentinel.SentinelManagedConnection.read_response",
+            "redis.connection.AbstractConnection.send_packed_command",
+        ),
+        ("platform_core.broker.silent_hosts:FollowsSentinel",),
+        "a connection to the primary dropped and used again reconnects through the "
+        "sentinels (redis-py's send_packed_command goes back to the host it had, the old "
+        "primary after a failover); a timeout from a host makes every older connection of "
+        "the process to it fail its next command at once, not each after COMMAND_SECONDS "
+        "(a powered-off primary stalled a worker's event loop for 12 s).",
+    ),
     # kombu: platform_core/broker
     Override(
         "kombu-transport-alias",
@@ -307,11 +323,17 @@ OVERRIDES = (
     Override(
         "celery-worker-active-requests",
         "celery",
-        ("celery.worker.state.active_requests", "celery.worker.request.Request.message"),
+        (
+            "celery.worker.state.active_requests",
+            "celery.worker.state.reserved_requests",
+            "celery.worker.request.Request.message",
+            "celery.worker.request.Request._apply_result",
+        ),
         ("platform_core.broker.qos:_running_tags",),
-        "relied on, not replaced: when a channel closes with the broker gone, the tasks still "
-        "executing (acknowledged later) are told from those only reserved (handed back by "
-        "the next connection).",
+        "relied on, not replaced: when a channel closes under its tasks, those executing or "
+        "handed to the pool (acknowledged when done, through the next connection) are told "
+        "from those only reserved (handed back); Consumer.on_close drops reserved requests "
+        "only after the channel has closed.",
     ),
     Override(
         "celery-consumer-events",

@@ -16,6 +16,7 @@ import celery
 import flower
 import kombu
 import pytest
+import redis
 from celery.app import backends as celery_backends
 from celery.loaders.base import BaseLoader
 from celery.worker.consumer import Consumer
@@ -40,6 +41,7 @@ def test_the_installed_versions_are_the_imported_packages():
         "kombu": kombu.__version__,
         "celery": celery.__version__,
         "flower": flower.__version__,
+        "redis": redis.__version__,
     }
 
 
@@ -303,6 +305,29 @@ def _active_requests():
 
     assert isinstance(state.active_requests, type(state.reserved_requests))  # a WeakSet
     assert isinstance(vars(request.Request)["message"], property)
+    # Set once the request is handed to the pool (a weakref to the pool's result).
+    assert vars(request.Request)["_apply_result"] is None
+    assert "self._apply_result = " in inspect.getsource(request.Request.execute_using_pool)
+
+
+@structure("redis-sentinel-managed-connection")
+def _sentinel_managed_connection():
+    from redis.connection import AbstractConnection
+    from redis.sentinel import SentinelManagedConnection
+
+    assert list(inspect.signature(SentinelManagedConnection.connect_to).parameters) == [
+        "self",
+        "address",
+    ]
+    assert "connect" in vars(SentinelManagedConnection)  # asks the sentinels
+    # What silent_hosts corrects: a dropped connection reconnects to the host it had.
+    sending = inspect.getsource(AbstractConnection.send_packed_command)
+    assert "self.connect_check_health(check_health=False)" in sending
+    assert list(inspect.signature(AbstractConnection.send_packed_command).parameters) == [
+        "self",
+        "command",
+        "check_health",
+    ]
 
 
 @structure("kombu-redis-client")
