@@ -257,6 +257,20 @@ OVERRIDES = (
         "pipeline; JSON results without compression only (the script reads the status).",
     ),
     Override(
+        "celery-pool-flush",
+        "celery",
+        (
+            "celery.concurrency.prefork.TaskPool.on_start",
+            "celery.worker.consumer.consumer.Consumer.on_close",
+        ),
+        ("platform_core.tasks.pool_jobs:KeepPoolJobs",),
+        "the pool is not flushed when the consumer reconnects: Celery discards every job no "
+        "child has reported started (those in the outbound buffer never run, those written "
+        "to a child run with their acknowledgement dropped) expecting the broker to "
+        "redeliver them; the platform keeps them held across the reconnect, so each must "
+        "run here, once, and be acknowledged (measured: a task lost, or run twice).",
+    ),
+    Override(
         "celery-result-handback",
         "celery",
         (

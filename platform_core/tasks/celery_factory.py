@@ -15,7 +15,7 @@ from platform_core.config.discovery import task_modules
 from platform_core.config.env import redacted
 from platform_core.config.routing import policy, route_by_task_name
 from platform_core.errors import BrokerUnavailable, PlatformError
-from platform_core.tasks import forking, result_handback, results, task_lines
+from platform_core.tasks import forking, pool_jobs, result_handback, results, task_lines
 from platform_core.tasks.eager import apply_by_name
 
 
@@ -92,6 +92,7 @@ def create_app(queue: str) -> PlatformCelery:
     )
     results.install(app)
     result_handback.install(app)
+    pool_jobs.install(app)
     task_lines.install(settings.PLATFORM_TASK_LOG_LINES)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(queue_settings(queue))

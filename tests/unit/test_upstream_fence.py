@@ -310,6 +310,16 @@ def _active_requests():
     assert "self._apply_result = " in inspect.getsource(request.Request.execute_using_pool)
 
 
+@structure("celery-pool-flush")
+def _pool_flush():
+    from celery.concurrency import prefork
+
+    assert "self.flush = getattr(P, 'flush', None)" in inspect.getsource(prefork.TaskPool.on_start)
+    closing = inspect.getsource(Consumer.on_close)
+    assert "if self.pool and self.pool.flush:" in closing
+    assert "self.pool.flush()" in closing
+
+
 @structure("redis-sentinel-managed-connection")
 def _sentinel_managed_connection():
     from redis.connection import AbstractConnection
