@@ -190,8 +190,9 @@ class Lease:
             self.client.connection_pool.disconnect()  # the channel's thread_client
         if left:
             logger.warning(
-                "Lease %s: %d message(s) still held at close; they go back to their "
-                "queues when the lease expires",
+                "Lease %s: %d message(s) still held at close (running): acknowledged "
+                "through this process's next connection, or back on their queues when "
+                "the lease expires if it stops",
                 self.worker_id,
                 left,
             )
