@@ -460,12 +460,6 @@ def explain(broken, producers, counted, workers, tmp_path) -> str:
     )
 
 
-@pytest.mark.xfail(
-    reason="issue 24 open: deliveries are back within the bound (5.0 s of 7 in the last "
-    "runs), but a consumer reconnect after a silent primary still lost one delayed task "
-    "in one run (docs/reliability.md row 2h)",
-    strict=False,
-)
 def test_platform_workers_follow_a_primary_whose_host_went_silent(
     broker_group_of_three, start_worker, platform_env_short, tmp_path, record_figure
 ):
