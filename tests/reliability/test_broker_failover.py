@@ -344,15 +344,20 @@ def test_stock_celery_through_a_broker_failover(stock_anchor, record_figure):
 # -- the platform -------------------------------------------------------------------------
 
 
+def start_failover_workers(start_worker, group: BrokerGroup) -> list:
+    """The platform's two cert workers of CONCURRENCY processes, following ``group``."""
+    worker_env = {**sentinel_env(group), **PATIENT}
+    return [
+        start_worker("cert", name=name, concurrency=CONCURRENCY, extra_env=worker_env)
+        for name in "ab"
+    ]
+
+
 def test_platform_workers_follow_a_broker_failover(
     broker_group, start_worker, platform_env_short, stock_anchor, tmp_path, record_figure
 ):
     group = broker_group
-    worker_env = {**sentinel_env(group), **PATIENT}
-    workers = [
-        start_worker("cert", name=name, concurrency=CONCURRENCY, extra_env=worker_env)
-        for name in "ab"
-    ]
+    workers = start_failover_workers(start_worker, group)
     token = new_token()
     producers = [
         start_producer(
@@ -472,11 +477,7 @@ def test_platform_workers_follow_a_primary_whose_host_went_silent(
     half-open fetch for brpop_timeout + 2 x health_check_interval (51 s by default)
     and, without socket_timeout, on a publish for ever."""
     group = broker_group_of_three
-    worker_env = {**sentinel_env(group), **PATIENT}
-    workers = [
-        start_worker("cert", name=name, concurrency=CONCURRENCY, extra_env=worker_env)
-        for name in "ab"
-    ]
+    workers = start_failover_workers(start_worker, group)
     token = new_token()
     producer = start_producer(
         "platform", "platform", tmp_path, {**platform_env_short, **sentinel_env(group)}, token
