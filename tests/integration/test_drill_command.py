@@ -2,6 +2,7 @@
 
 import json
 import socket
+import threading
 import time
 import uuid
 from io import StringIO
@@ -37,3 +38,23 @@ def test_starts_tell_where_and_when_each_task_began(workers):
 
 def test_starts_of_an_unknown_token_are_empty(redis_url):
     assert json.loads(_drill("starts", "--token", uuid.uuid4().hex)) == {}
+
+
+def test_a_stream_sends_at_its_rate_until_told_to_stop_and_records_each_send(workers, tmp_path):
+    token, out, stop = uuid.uuid4().hex, tmp_path / "sends", tmp_path / "stop"
+    stopper = threading.Timer(1.0, stop.touch)
+    stopper.start()
+    said = _drill(
+        "stream", "--token", token, "--out", str(out), "--stop-file", str(stop), "--interval", "0.1"
+    )
+    stopper.join()
+
+    sends = [line.split() for line in out.read_text().splitlines()]
+    assert 5 <= len(sends) <= 12, sends  # ~10 in the 1 s before the stop file
+    assert all(float(called) <= float(returned) for called, returned, _ in sends)
+    assert [ok for *_, ok in sends] == ["0"] * len(sends)  # 0: acknowledged
+    assert said == f"streamed {len(sends)} acknowledged sends\n"
+    wait_for(
+        lambda: json.loads(_drill("report", "--token", token))["executed"] == len(sends), 30, "runs"
+    )
+    assert json.loads(_drill("report", "--token", token))["duplicates"] == 0

@@ -1,6 +1,11 @@
 """Fault drills on a running platform: send recorded tasks, then report losses and duplicates.
 
 manage drill send --token T --queue cert --count 6 --seconds 4
+manage drill stream --token T --out F --stop-file S
+                                   (one process sending a task every --interval s, as a
+                                    web process would, until S exists: a line per send in F,
+                                    "called returned 0|1" — 0 acknowledged — and each
+                                    refusal's one line on stderr)
 (restart, kill or redeploy something)
 manage drill report --token T      → {"sent": 6, "executed": 6, "lost": 0, "duplicates": 0}
 manage drill starts --token T      → {"<task id>": [{"host": "worker-1", "at": 1700000000.5}]}
@@ -13,6 +18,8 @@ are off, every action but ``leader`` stops with one line saying how to enable th
 """
 
 import json
+import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -36,6 +43,12 @@ class Command(BaseCommand):
         )
         send.add_argument("--count", type=int, default=1)
         send.add_argument("--seconds", type=float, default=0, help="how long each task runs")
+        stream = sub.add_parser("stream")
+        stream.add_argument("--token", required=True)
+        stream.add_argument("--out", required=True, type=Path)
+        stream.add_argument("--stop-file", required=True, type=Path)
+        stream.add_argument("--interval", type=float, default=0.2)
+        stream.add_argument("--longest", type=float, default=600, help="stop after this anyway")
         for action in ("report", "runs", "starts"):
             sub.add_parser(action).add_argument("--token", required=True)
         sub.add_parser("leader", help="which beat holds the leader lock (host:pid)")
@@ -56,15 +69,21 @@ class Command(BaseCommand):
             return
         key = keys.drill(options["token"], "sent")
         if options["action"] == "send":
-            app = platform_apps()[options["queue"]]
-            if app.conf.task_always_eager:
-                raise CommandError("USE_CELERY is off: a drill would run here, not on a worker")
-            name = f"celery_tasks.{options['queue']}.drills.record"
+            app, name = self.drill_app(options["queue"])
             for _ in range(options["count"]):
                 result = app.send_task(name, args=[options["token"], options["seconds"]])
                 client.sadd(key, result.id)
             client.expire(key, 7 * 24 * 3600)
             self.stdout.write(f"sent {options['count']} to {options['queue']}")
+            return
+        if options["action"] == "stream":
+            sent = self.stream(options)
+            # Recorded once the stream stopped: a write during the outage the stream is
+            # there to cross would fail, and an acknowledged task must count as sent.
+            if sent:
+                client.sadd(key, *sent)
+            client.expire(key, 7 * 24 * 3600)
+            self.stdout.write(f"streamed {len(sent)} acknowledged sends")
             return
         sent = {member.decode() for member in client.smembers(key)}
         ran = executions(options["token"])
@@ -79,3 +98,31 @@ class Command(BaseCommand):
                 }
             )
         )
+
+    def drill_app(self, queue: str):
+        app = platform_apps()[queue]
+        if app.conf.task_always_eager:
+            raise CommandError("USE_CELERY is off: a drill would run here, not on a worker")
+        return app, f"celery_tasks.{queue}.drills.record"
+
+    def stream(self, options) -> list[str]:
+        """Send until the stop file appears, at a fixed rate (no burst after a blocked send);
+        returns the acknowledged ids."""
+        app, name = self.drill_app("cert")
+        sent, out = [], options["out"].open("w", encoding="utf-8")
+        ends_at = time.monotonic() + options["longest"]
+        next_at = time.monotonic()
+        while not options["stop_file"].exists() and time.monotonic() < ends_at:
+            called = time.time()
+            try:
+                sent.append(app.send_task(name, args=[options["token"], 0]).id)
+                ok = 0
+            except Exception as exc:  # a refused send is the drill's data, not its end
+                self.stderr.write(f"{called:.3f} refused: {exc.__class__.__name__}: {exc}")
+                ok = 1
+            out.write(f"{called:.6f} {time.time():.6f} {ok}\n")
+            out.flush()
+            next_at = max(next_at + options["interval"], time.monotonic())
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        out.close()
+        return sent
