@@ -80,6 +80,10 @@ class Node:
         never answered). ``kill_9`` ends it."""
         self.process.send_signal(signal.SIGSTOP)
 
+    def thaw(self):
+        """SIGCONT: answers again, every connection still open (a blip, not a failover)."""
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self):
         if self.alive():
             self.process.terminate()

@@ -21,20 +21,48 @@ result backend, the platform's own clients).
 fence: redis-sentinel-managed-connection (platform_core/config/fences.py)
 """
 
+import os
+import threading
 from time import monotonic
 
 import redis
 from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
 _marked: dict[tuple[str, int], float] = {}  # (host, port) -> when it last timed out
+_probing: set[tuple[str, int]] = set()  # hosts a thread of this process is trying
+# A probe thread does not survive a fork: the child must not wait for its verdict.
+os.register_at_fork(after_in_child=_probing.clear)
+
+
+def _key(address) -> tuple[str, int]:
+    return (address[0], int(address[1]))
 
 
 def mark(address: tuple[str, int]) -> None:
-    _marked[(address[0], int(address[1]))] = monotonic()
+    _marked[_key(address)] = monotonic()
 
 
 def marked_at(address: tuple[str, int]) -> float | None:
-    return _marked.get((address[0], int(address[1])))
+    return _marked.get(_key(address))
+
+
+def _probe_in_background(pool_proxy, address) -> None:
+    """One thread at a time per host: a real connection and a PING; any answer lifts the
+    mark, silence renews it."""
+    address = _key(address)
+    pool = pool_proxy.connection_pool_ref()  # redis-py's proxy holds its pool weakly
+    if pool is None or address in _probing:
+        return
+    _probing.add(address)
+
+    def probe():
+        try:
+            if pool.connection_class(**pool.connection_kwargs).answers(address):
+                _marked.pop(address, None)
+        finally:
+            _probing.discard(address)
+
+    threading.Thread(target=probe, name=f"probe {address[0]}:{address[1]}", daemon=True).start()
 
 
 class FollowsSentinel:
@@ -43,6 +71,17 @@ class FollowsSentinel:
     _opened_at = 0.0
 
     def connect_to(self, address):
+        at = marked_at(address)
+        if at is not None:
+            _probe_in_background(self.connection_pool, address)
+            raise redis.ConnectionError(
+                f"Redis at {address[0]}:{address[1]} has not answered since "
+                f"{monotonic() - at:.1f} s ago and the sentinels still name it the primary: "
+                "not waited on again until it answers a probe or they name another"
+            )
+        self._connect_to(address)
+
+    def _connect_to(self, address):
         # Stamped before connecting: the handshake's own commands must not find it stale.
         self._opened_at = monotonic()
         try:
@@ -50,6 +89,20 @@ class FollowsSentinel:
         except redis.TimeoutError:  # no TCP handshake, or no reply to it
             mark(address)
             raise
+
+    def answers(self, address) -> bool:
+        """A probe: False only if the host stays silent (and it stays marked)."""
+        try:
+            self._connect_to(address)
+            self.send_command("PING")
+            self.read_response()
+        except redis.TimeoutError:
+            return False
+        except (redis.RedisError, OSError):  # refused, reset, or an error reply: it answers
+            return True
+        finally:
+            self.disconnect()
+        return True
 
     def read_response(self, *args, **kwargs):
         try:

@@ -50,13 +50,16 @@ OVERRIDES = (
             "redis.sentinel.SentinelManagedConnection.connect_to",
             "redis.sentinel.SentinelManagedConnection.read_response",
             "redis.connection.AbstractConnection.send_packed_command",
+            "redis.sentinel.SentinelConnectionPoolProxy",
         ),
         ("platform_core.broker.silent_hosts:FollowsSentinel",),
         "a connection to the primary dropped and used again reconnects through the "
         "sentinels (redis-py's send_packed_command goes back to the host it had, the old "
         "primary after a failover); a timeout from a host makes every older connection of "
         "the process to it fail its next command at once, not each after COMMAND_SECONDS "
-        "(a powered-off primary stalled a worker's event loop for 12 s).",
+        "(a powered-off primary stalled a worker's event loop for 12 s); new connections "
+        "to it fail at once until a background probe hears it (a connect begun just "
+        "before the promotion held workers and producers up to 3 s after it).",
     ),
     # kombu: platform_core/broker
     Override(

@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 
-from harness.processes import RedisServer, free_port
+from harness.processes import RedisServer, free_port, wait_for
 from harness.sentinel import MASTER_NAME, BrokerGroup
 from platform_core.broker import clients
 from platform_core.config import timeouts
@@ -79,3 +79,32 @@ def test_connections_to_a_silent_primary_give_up_together(group):
 
     assert took_first < timeouts.COMMAND_SECONDS + 1, took_first
     assert took_second < 0.5, took_second  # marked by the first one's timeout
+
+
+def test_a_silent_primary_is_not_waited_on_again_until_a_probe_hears_it(group):
+    url = group.sentinel_url()
+    client = clients.connect(url)
+    assert client.ping()
+    silent = [group.nodes[1], group.primary()]  # the replica too: no failover, the
+    for node in silent:  # sentinels keep naming the silent primary
+        node.freeze()
+    try:
+        seconds_to_fail(client.ping, redis.TimeoutError)  # marks it
+        # A new connection (a worker's reconnect, a producer's next send) fails at once.
+        took_new = seconds_to_fail(clients.connect(url).ping, redis.ConnectionError)
+        assert took_new < 0.5, took_new
+    finally:
+        for node in silent:
+            node.thaw()
+    thawed = time.monotonic()
+
+    def a_new_client_answers():
+        try:
+            return clients.connect(url).ping()
+        except redis.ConnectionError:  # refused until a probe hears it
+            time.sleep(0.05)
+            return False
+
+    wait_for(a_new_client_answers, timeouts.COMMAND_SECONDS + 2, "a probe to hear it")
+    # At worst a probe sent while it was silent times out first, then the next one hears it.
+    assert time.monotonic() - thawed < timeouts.COMMAND_SECONDS + 1

@@ -338,6 +338,12 @@ def _sentinel_managed_connection():
         "command",
         "check_health",
     ]
+    # The probe finds the pool (its connection class and kwargs) through the proxy.
+    from redis.sentinel import SentinelConnectionPool
+
+    pool = SentinelConnectionPool("m", sentinel_manager=None)
+    proxy = pool.connection_kwargs["connection_pool"]
+    assert proxy.connection_pool_ref() is pool
 
 
 @structure("kombu-redis-client")
