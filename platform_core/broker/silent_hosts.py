@@ -90,6 +90,23 @@ class FollowsSentinel:
             mark(address)
             raise
 
+    def went_silent(self) -> float | None:
+        """When this connection's host stopped answering, if it did after it was opened
+        (its next command fails at once: send_packed_command)."""
+        if self._sock is None or not self.host:
+            return None
+        at = marked_at((self.host, self.port))
+        return at if at is not None and at > self._opened_at else None
+
+    def fail_as_silent(self):
+        at = self.went_silent() or monotonic()
+        host, port = self.host, self.port
+        self.disconnect()
+        raise redis.ConnectionError(
+            f"Redis at {host}:{port} stopped answering {monotonic() - at:.1f} s ago: "
+            "reconnecting through the sentinels"
+        )
+
     def answers(self, address) -> bool:
         """A probe: False only if the host stays silent (and it stays marked)."""
         try:
@@ -113,17 +130,11 @@ class FollowsSentinel:
             raise
 
     def send_packed_command(self, command, check_health=True):
-        if self._sock is not None and self.host:
-            at = marked_at((self.host, self.port))
-            if at is not None and at > self._opened_at:
-                # Failed now rather than after COMMAND_SECONDS; not reconnected here: an
-                # event loop watches this socket (kombu), and the caller's error path
-                # (its reconnect, kombu's ensure) builds what uses the new one.
-                self.disconnect()
-                raise redis.ConnectionError(
-                    f"Redis at {self.host}:{self.port} stopped answering "
-                    f"{monotonic() - at:.1f} s ago: reconnecting through the sentinels"
-                )
+        if self.went_silent() is not None:
+            # Failed now rather than after COMMAND_SECONDS; not reconnected here: an
+            # event loop watches this socket (kombu), and the caller's error path (its
+            # reconnect, kombu's ensure) builds what uses the new one.
+            self.fail_as_silent()
         if self._sock is None:
             self.connect()  # through the sentinels (redis-py would go back to self.host)
         return super().send_packed_command(command, check_health)

@@ -42,6 +42,21 @@ class MultiChannelPoller(kombu_redis.MultiChannelPoller):
         for connection in waiting:
             if connection._sock is None and connection.host:
                 silent_hosts.mark((connection.host, int(connection.port)))
+        self._fail_channels_on_silent_hosts()
+
+    def _fail_channels_on_silent_hosts(self):
+        # A host marked silent by any thread of this process (a lease renewal, a promoter
+        # turn, a task's write) fails the channels' own connections there now: the
+        # consumer then reconnects through the sentinels at once, not at its next fetch
+        # (none is sent while the prefetch is full) or acknowledgement — measured: with one
+        # process busy through a failover, the worker learnt of it 6 s after the power-off
+        # and was back 3.4 s after the promotion. Raised from this timer, the error
+        # reaches Celery's consumer as a connection loss (hub.propagate_errors).
+        for channel in self._channels:
+            for client in (channel.__dict__.get("client"), channel.__dict__.get("subclient")):
+                connection = getattr(client, "connection", None)
+                if getattr(connection, "went_silent", lambda: None)() is not None:
+                    connection.fail_as_silent()
 
     def on_poll_start(self):
         super().on_poll_start()  # fetches carry the acknowledgements with them

@@ -218,14 +218,20 @@ OVERRIDES = (
         "kombu",
         (
             "kombu.transport.redis.MultiChannelPoller.on_poll_start",
+            "kombu.transport.redis.MultiChannelPoller.maybe_check_brpop_health",
+            "kombu.transport.redis.MultiChannelPoller._client_registered",
             "kombu.transport.redis.Transport.register_with_event_loop",
+            "celery.worker.loops.asynloop",
         ),
         (
             "platform_core.broker.transport:MultiChannelPoller",
             "platform_core.broker.transport:Transport",
         ),
         "acknowledgements of one event-loop turn go in one pipeline before the loop sleeps "
-        "(when no fetch carried them).",
+        "(when no fetch carried them); a fetch dropped for having no reply marks its host "
+        "silent, and a channel whose connections go to a host marked silent fails from the "
+        "poller's timer, so the consumer reconnects at once (a worker whose prefetch is full "
+        "sends no fetch: it learnt of a powered-off primary only at its next ack).",
     ),
     Override(
         "kombu-priority-keys",

@@ -18,6 +18,7 @@ or later than the outage (the platform clock pauses through it) + ON_TIME_SECOND
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness.processes import Process, RedisServer, free_port, wait_for
+from harness.processes import Process, RedisServer, free_port, manage, wait_for
 from harness.sentinel import DOWN_AFTER_MS, MASTER_NAME, BrokerGroup
 from platform_core.config.environment import DEFAULTS
 from tests.reliability.conftest import (
@@ -507,3 +508,37 @@ def test_platform_workers_follow_a_primary_whose_host_went_silent(
         if not ok
     ]
     assert not broken, explain(broken, [producer], counted, workers, tmp_path)
+
+
+def test_a_busy_worker_reconnects_as_soon_as_its_host_goes_silent(
+    broker_group, start_worker, platform_env_short
+):
+    """A worker whose only process runs a task sends no fetch (its prefetch is full), so
+    no fetch of its own times out: it learns that the primary's host went silent from its
+    other threads (the lease, the promoter), and reconnects then — not when the task ends
+    and its acknowledgement finds the connection dead (transport, silent_hosts)."""
+    group = broker_group
+    env = {**platform_env_short, **sentinel_env(group, min_replicas=0), **PATIENT}
+    worker = start_worker("cert", name="busy", concurrency=1, extra_env=env)
+    task_seconds = 10
+    subprocess.run(
+        manage(
+            "drill", "send", "--token", new_token(), "--count", "10", "--seconds", str(task_seconds)
+        ),
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    # Its prefetch full (one running, two more held): no fetch outstanding to time out.
+    wait_for(lambda: worker.log().count(" received") >= 3, 30, "the prefetch to fill")
+    silenced = group.silence_primary()
+
+    lost = "Connection to broker lost"
+    wait_for(lambda: lost in worker.log(), task_seconds + 10, "the consumer to reconnect")
+    noticed = time.time() - silenced
+    finished = "succeeded in" in worker.log().split(lost)[0]
+    # Its lease or promoter thread times out after COMMAND_SECONDS; the poller looks every
+    # SILENT_BROKER_SECONDS: well before the task ends.
+    assert noticed < task_seconds - 2, (noticed, worker.log()[-3000:])
+    assert not finished, worker.log()[-3000:]

@@ -359,6 +359,19 @@ def _poller():
     assert "_channels" in inspect.getsource(kombu_redis.MultiChannelPoller.__init__)
     assert "self.cycle = MultiChannelPoller()" in inspect.getsource(kombu_redis.Transport.__init__)
     assert "register_with_event_loop" in vars(kombu_redis.Transport)
+    # The fetch's connection is the channel's async client's own; a disconnect is the drop.
+    registered = inspect.getsource(kombu_redis.MultiChannelPoller._client_registered)
+    assert "client.connection = client.connection_pool.get_connection" in registered
+    assert "connection.disconnect()" in inspect.getsource(
+        kombu_redis.MultiChannelPoller.maybe_check_brpop_health
+    )
+    assert "_brpop_health_tref = loop.call_repeatedly" in inspect.getsource(
+        kombu_redis.Transport.register_with_event_loop
+    )
+    # A connection error raised by a timer reaches the consumer (its reconnect).
+    import celery.worker.loops
+
+    assert "hub.propagate_errors = errors" in inspect.getsource(celery.worker.loops.asynloop)
 
 
 @structure("kombu-priority-keys")
