@@ -46,8 +46,11 @@ def _address(sentinel: redis.Redis) -> tuple[str, int]:
     return kwargs.get("host"), int(kwargs.get("port"))
 
 
-def _last_silent(sentinel: redis.Redis) -> float:
-    return _silent_sentinels.get(_address(sentinel), 0.0)
+def _last_silent(sentinel: redis.Redis) -> tuple[float, float]:
+    # A sentinel whose host's Redis went silent first (it shares the host: powered off
+    # together, measured 1 s asking it during a failover), then its own silence.
+    address = _address(sentinel)
+    return silent_hosts.host_marked_at(address[0]), _silent_sentinels.get(address, 0.0)
 
 
 def no_retries() -> Retry:
@@ -120,8 +123,9 @@ class Sentinel(redis.sentinel.Sentinel):
 
     def discover_master(self, service_name):
         tried = []
-        # In the order listed, but one that did not answer lately last (in the whole
-        # process): a silent sentinel costs SENTINEL_SECONDS once, not every connection.
+        # In the order listed, but one that did not answer lately, or on a host whose
+        # Redis went silent, last (in the whole process): a silent sentinel costs
+        # SENTINEL_SECONDS once, not every connection.
         for sentinel in sorted(self.sentinels, key=_last_silent):
             kwargs = sentinel.connection_pool.connection_kwargs
             where = f"{kwargs.get('host')}:{kwargs.get('port')}"

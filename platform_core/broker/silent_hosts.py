@@ -46,6 +46,12 @@ def marked_at(address: tuple[str, int]) -> float | None:
     return _marked.get(_key(address))
 
 
+def host_marked_at(host: str) -> float:
+    """When any service on ``host`` last went silent (0.0: never, or it answered since):
+    its sentinel, on the same powered-off host, is asked last (clients.Sentinel)."""
+    return max((at for (marked, _), at in _marked.items() if marked == host), default=0.0)
+
+
 def _probe_in_background(pool_proxy, address) -> None:
     """One thread at a time per host: a real connection and a PING; any answer lifts the
     mark, silence renews it."""
