@@ -49,7 +49,8 @@ def marked_at(address: tuple[str, int]) -> float | None:
 def host_marked_at(host: str) -> float:
     """When any service on ``host`` last went silent (0.0: never, or it answered since):
     its sentinel, on the same powered-off host, is asked last (clients.Sentinel)."""
-    return max((at for (marked, _), at in _marked.items() if marked == host), default=0.0)
+    # A copy: a probe thread may lift a mark meanwhile (list() of a dict is atomic).
+    return max((at for (marked, _), at in list(_marked.items()) if marked == host), default=0.0)
 
 
 def _probe_in_background(pool_proxy, address) -> None:
